@@ -1,0 +1,14 @@
+"""xcam-widgets: interactive, axiom-checked class activation maps for PyTorch CNNs."""
+from .capture import capture
+from .explain import Explanation, explain
+from .images import SAMPLE_IMAGES, load_image, sample_image
+from .maps import fuse_maps
+from .methods import METHODS, REGISTRY
+from .model_state import hook_counts
+from .models import ModelBundle, available_models, load_model
+
+__all__ = [
+    "METHODS", "REGISTRY", "SAMPLE_IMAGES", "Explanation", "ModelBundle", "available_models", "capture",
+    "explain", "fuse_maps", "hook_counts", "load_image", "load_model", "sample_image",
+]
+__version__ = "0.1.0"

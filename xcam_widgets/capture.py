@@ -1,0 +1,131 @@
+"""One forward and one backward pass → activations A and gradients G = ∂S_c/∂A of many layers."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from .layers import LayerSpec, resolve_layers
+from .model_state import evaluation_mode
+from .targets import Scorer, Target, logits_of, make_scorer
+
+Reshape = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class Capture:
+    """What one pass saw: per-layer A and G (`[B, K, h, w]`, detached), the scores, the scorer."""
+
+    logits: torch.Tensor | None
+    score: torch.Tensor
+    scorer: Scorer
+    activations: dict[str, torch.Tensor]
+    gradients: dict[str, torch.Tensor]
+
+
+class _Recorder:
+    """Forward hook that keeps a layer's output as a grad-tracking tensor.
+
+    It hands a clone downstream, so an in-place op after the layer (ResNet's and DenseNet's
+    `ReLU(inplace=True)`) cannot change the recorded A or break autograd. A module that runs twice
+    in one forward pass (ResNet's shared `relu`) has no single A, so it is refused.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+        self.output: torch.Tensor | None = None
+
+    def __call__(self, module: nn.Module, inputs: Any, output: Any) -> torch.Tensor:
+        if self.output is not None:
+            raise ValueError(
+                f"layer {self.name!r} runs more than once in one forward pass, so it has no single "
+                "activation map; pick a layer that runs once (for example the block that contains it)"
+            )
+        if not isinstance(output, torch.Tensor):
+            raise ValueError(f"layer {self.name!r} returns a {type(output).__name__}, not a tensor")
+        self.output = output if output.requires_grad else output.detach().requires_grad_(True)
+        return self.output.clone()
+
+
+def to_grid(name: str, tensor: torch.Tensor, reshape: Reshape | None) -> torch.Tensor:
+    """Bring a layer output to `[B, K, h, w]`, through `reshape` for token layers."""
+    grid = reshape(tensor) if reshape is not None else tensor
+    if grid.ndim != 4:
+        raise ValueError(
+            f"layer {name!r} outputs shape {tuple(tensor.shape)}, which has no [K, h, w] spatial grid; "
+            "choose a convolutional layer, or pass reshape= (e.g. xw.token_grid() for vision transformers)"
+        )
+    return grid
+
+
+def run_hooked(
+    model: nn.Module, x: torch.Tensor, layers: Sequence[tuple[str, nn.Module]]
+) -> tuple[Any, list[_Recorder]]:
+    """Forward `x` with recorders on `layers`; hooks are removed before returning or raising."""
+    recorders = [_Recorder(name) for name, _ in layers]
+    handles = [module.register_forward_hook(rec) for (_, module), rec in zip(layers, recorders)]
+    try:
+        output = model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return output, recorders
+
+
+def capture(
+    model: nn.Module,
+    x: torch.Tensor,
+    layers: LayerSpec | Sequence[LayerSpec],
+    target: Target = None,
+    reshape: Reshape | None = None,
+    scorer: Scorer | None = None,
+    rows_of: torch.Tensor | None = None,
+) -> Capture:
+    """A and G for every layer from a single forward and a single `autograd.grad` call.
+
+    No parameter's `.grad` is touched: gradients are taken only with respect to the recorded
+    activations. The model runs in eval mode and its flags are restored afterwards. `scorer` and
+    `rows_of` reuse the classes of an earlier pass for copies of its images (noisy samples).
+    """
+    resolved = resolve_layers(model, layers)
+    with evaluation_mode(model):
+        output, recorders = run_hooked(model, x, resolved)
+        scorer = scorer or make_scorer(target, output)
+        score = scorer(output, rows_of)
+        check_scores(score, x.shape[0])
+        outputs = [rec.output for rec in recorders]
+        missing = [rec.name for rec in recorders if rec.output is None]
+        if missing:
+            raise ValueError(f"layer {missing[0]!r} did not run in the model's forward pass")
+        if not score.requires_grad:
+            raise ValueError("the score does not depend on the chosen layer(s) through autograd")
+        grads = torch.autograd.grad(score.sum(), outputs, allow_unused=True)
+    activations, gradients = {}, {}
+    for rec, act, grad in zip(recorders, outputs, grads):
+        if grad is None:
+            raise ValueError(f"the score does not depend on layer {rec.name!r}")
+        activations[rec.name] = to_grid(rec.name, act.detach(), reshape)
+        gradients[rec.name] = to_grid(rec.name, grad.detach(), reshape)
+    return Capture(
+        logits=_logits_or_none(output), score=score.detach(), scorer=scorer,
+        activations=activations, gradients=gradients,
+    )
+
+
+def check_scores(score: torch.Tensor, batch: int) -> None:
+    """The score must be `[B]` and finite: a NaN score would silently give a NaN map."""
+    if score.shape != (batch,):
+        raise ValueError(f"the target score has shape {tuple(score.shape)}, expected [{batch}]")
+    if not torch.isfinite(score).all():
+        bad = int((~torch.isfinite(score)).nonzero()[0])
+        raise ValueError(f"the target score of image {bad} is {score[bad].item()}: the model output is not finite")
+
+
+def _logits_or_none(output: Any) -> torch.Tensor | None:
+    """The detached logits for showing predictions; None for outputs a target callable handles."""
+    try:
+        return logits_of(output).detach()
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,128 @@
+"""Two small CNNs for the shapes benchmark, one per kind of head that CAM methods care about.
+
+`ShapesGAPNet` ends in global average pooling and a linear layer, so CAM is defined on its last
+block and Grad-CAM equals XGrad-CAM there. `ShapesVGGNet` flattens its features into fully connected
+layers, where the two differ. Both are plain `nn.Sequential` trees (torch.fx traceable) whose last
+conv block, `features.block4`, sees a 16x16 grid of the 64x64 input.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor, nn
+
+from .dataset import IMAGE_SIZE, SHAPE_CLASSES
+
+SHAPES_MODELS: tuple[str, ...] = ("shapes_gap", "shapes_vgg")
+CAM_LAYER = "features.block4"  # the last conv block of both nets
+MEAN, STD = 0.5, 0.25
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+
+
+def _block(c_in: int, c_out: int, pool: bool) -> nn.Sequential:
+    """3x3 conv -> BatchNorm -> ReLU, then an optional 2x2 max pool."""
+    layers: OrderedDict[str, nn.Module] = OrderedDict(
+        conv=nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), bn=nn.BatchNorm2d(c_out), relu=nn.ReLU()
+    )
+    if pool:
+        layers["pool"] = nn.MaxPool2d(2)
+    return nn.Sequential(layers)
+
+
+def _features(widths: tuple[int, int, int, int]) -> nn.Sequential:
+    """Four blocks: 64x64 -> 32x32 -> 16x16 -> 16x16 -> 16x16."""
+    w1, w2, w3, w4 = widths
+    return nn.Sequential(
+        OrderedDict(
+            block1=_block(3, w1, pool=True),
+            block2=_block(w1, w2, pool=True),
+            block3=_block(w2, w3, pool=False),
+            block4=_block(w3, w4, pool=False),
+        )
+    )
+
+
+class ShapesGAPNet(nn.Sequential):
+    """features -> global average pooling -> linear: logits = W mean_xy(A) + b."""
+
+    def __init__(self, num_classes: int = len(SHAPE_CLASSES)) -> None:
+        widths = (16, 32, 64, 64)
+        super().__init__(
+            OrderedDict(
+                features=_features(widths),
+                pool=nn.AdaptiveAvgPool2d(1),
+                classifier=nn.Sequential(OrderedDict(flatten=nn.Flatten(), fc=nn.Linear(widths[-1], num_classes))),
+            )
+        )
+
+
+class ShapesVGGNet(nn.Sequential):
+    """features -> 2x2 max pool -> flatten -> two ReLU/dropout fully connected layers -> linear."""
+
+    def __init__(self, num_classes: int = len(SHAPE_CLASSES), hidden: int = 64, dropout: float = 0.3) -> None:
+        widths = (16, 32, 64, 32)
+        super().__init__(
+            OrderedDict(
+                features=_features(widths),
+                pool=nn.MaxPool2d(2),
+                classifier=nn.Sequential(
+                    OrderedDict(
+                        flatten=nn.Flatten(),
+                        fc1=nn.Linear(widths[-1] * 8 * 8, hidden),
+                        relu1=nn.ReLU(),
+                        drop1=nn.Dropout(dropout),
+                        fc2=nn.Linear(hidden, hidden),
+                        relu2=nn.ReLU(),
+                        drop2=nn.Dropout(dropout),
+                        fc3=nn.Linear(hidden, num_classes),
+                    )
+                ),
+            )
+        )
+
+
+def build(name: str) -> nn.Sequential:
+    """A freshly initialised net by its `SHAPES_MODELS` name."""
+    nets = {"shapes_gap": ShapesGAPNet, "shapes_vgg": ShapesVGGNet}
+    if name not in nets:
+        raise ValueError(f"name must be one of {SHAPES_MODELS}, got {name!r}")
+    return nets[name]()
+
+
+def weights_path(name: str) -> Path:
+    return DATA_DIR / f"{name}.pt"
+
+
+def load_shapes_model(name: str) -> tuple[nn.Sequential, Callable[[Image.Image | Tensor], Tensor], list[str]]:
+    """`(model, preprocess, categories)` with the shipped weights, the model in eval mode on the CPU."""
+    model = build(name)
+    model.load_state_dict(torch.load(weights_path(name), map_location="cpu", weights_only=True))
+    return model.eval(), preprocess, list(SHAPE_CLASSES)
+
+
+def preprocess(image: Image.Image | Tensor) -> Tensor:
+    """A PIL image, or a float tensor `[3, H, W]` or `[B, 3, H, W]` in [0, 1], to the nets' input:
+    resized bilinearly to 64x64 (antialiased), then normalised as (x - 0.5) / 0.25."""
+    if isinstance(image, Image.Image):
+        image = image.convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)
+        x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    elif isinstance(image, Tensor):
+        if not image.is_floating_point():
+            raise TypeError(f"image must be a float tensor in [0, 1], got dtype {image.dtype}")
+        if image.ndim not in (3, 4) or image.shape[-3] != 3:
+            raise ValueError(f"image must be [3, H, W] or [B, 3, H, W], got {list(image.shape)}")
+        x = image
+        if x.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE):
+            batch = x if x.ndim == 4 else x[None]
+            batch = F.interpolate(batch, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", antialias=True)
+            x = batch if x.ndim == 4 else batch[0]
+    else:
+        raise TypeError(f"image must be a PIL image or a torch tensor, got {type(image).__name__}")
+    return (x - MEAN) / STD
