@@ -5,10 +5,11 @@ from .images import SAMPLE_IMAGES, load_image, sample_image
 from .maps import fuse_maps
 from .methods import METHODS, REGISTRY
 from .model_state import hook_counts
+from .reshape import token_grid
 from .models import ModelBundle, available_models, load_model
 
 __all__ = [
     "METHODS", "REGISTRY", "SAMPLE_IMAGES", "Explanation", "ModelBundle", "available_models", "capture",
-    "explain", "fuse_maps", "hook_counts", "load_image", "load_model", "sample_image",
+    "explain", "fuse_maps", "hook_counts", "load_image", "load_model", "sample_image", "token_grid",
 ]
 __version__ = "0.1.0"

@@ -26,10 +26,12 @@ MEAN, STD = 0.5, 0.25
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
 
-def _block(c_in: int, c_out: int, pool: bool) -> nn.Sequential:
+def _block(c_in: int, c_out: int, stride: int = 1, pool: bool = False) -> nn.Sequential:
     """3x3 conv -> BatchNorm -> ReLU, then an optional 2x2 max pool."""
     layers: OrderedDict[str, nn.Module] = OrderedDict(
-        conv=nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), bn=nn.BatchNorm2d(c_out), relu=nn.ReLU()
+        conv=nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+        bn=nn.BatchNorm2d(c_out),
+        relu=nn.ReLU(),
     )
     if pool:
         layers["pool"] = nn.MaxPool2d(2)
@@ -37,14 +39,15 @@ def _block(c_in: int, c_out: int, pool: bool) -> nn.Sequential:
 
 
 def _features(widths: tuple[int, int, int, int]) -> nn.Sequential:
-    """Four blocks: 64x64 -> 32x32 -> 16x16 -> 16x16 -> 16x16."""
+    """Four blocks: 64x64 -> 32x32 (strided conv) -> 16x16 (max pool) -> 16x16 -> 16x16.
+    The receptive field of `block4` is 25 pixels, about the size of the largest shape."""
     w1, w2, w3, w4 = widths
     return nn.Sequential(
         OrderedDict(
-            block1=_block(3, w1, pool=True),
+            block1=_block(3, w1, stride=2),
             block2=_block(w1, w2, pool=True),
-            block3=_block(w2, w3, pool=False),
-            block4=_block(w3, w4, pool=False),
+            block3=_block(w2, w3),
+            block4=_block(w3, w4),
         )
     )
 

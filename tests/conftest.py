@@ -1,0 +1,73 @@
+"""Small models and an independent A/G capture shared by the engine's tests."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+torch.set_num_threads(2)
+
+
+class TinyGAPNet(nn.Module):
+    """conv → ReLU → conv → ReLU → global average pooling → linear: a CAM-style head."""
+
+    def __init__(self, classes: int = 5, bias: bool = True):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1, bias=bias), nn.ReLU(),
+            nn.Conv2d(8, 12, 3, padding=1, bias=bias), nn.ReLU(),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(12, classes, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+
+
+class TinyVGGNet(nn.Module):
+    """conv → ReLU → max-pool → conv → ReLU → flatten → linear → ReLU → linear: a VGG-style head."""
+
+    def __init__(self, classes: int = 5, bias: bool = True, size: int = 16):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1, bias=bias), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(8, 12, 3, padding=1, bias=bias), nn.ReLU(),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(12 * (size // 2) ** 2, 32, bias=bias), nn.ReLU(), nn.Linear(32, classes, bias=bias)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def reference_capture(model: nn.Module, x: torch.Tensor, layer: str, classes: torch.Tensor):
+    """A and G = ∂S_c/∂A by a plain hook and autograd, independent of xcam_widgets' capture."""
+    module = dict(model.named_modules())[layer]
+    store = []
+    handle = module.register_forward_hook(lambda m, i, o: store.append(o))
+    try:
+        out = model.eval()(x)
+    finally:
+        handle.remove()
+    score = out.gather(1, classes[:, None]).squeeze(1)
+    (grad,) = torch.autograd.grad(score.sum(), store[0])
+    return store[0].detach(), grad, score.detach()
+
+
+@pytest.fixture
+def gap_net() -> nn.Module:
+    torch.manual_seed(0)
+    return TinyGAPNet().eval()
+
+
+@pytest.fixture
+def vgg_net() -> nn.Module:
+    torch.manual_seed(0)
+    return TinyVGGNet().eval()
+
+
+@pytest.fixture
+def image_batch() -> torch.Tensor:
+    torch.manual_seed(1)
+    return torch.randn(2, 3, 16, 16)

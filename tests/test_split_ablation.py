@@ -1,0 +1,194 @@
+"""The tail after a layer, channel drops, Ablation-CAM and the GAP-linear identities."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+import xcam_widgets as xw
+from xcam_widgets.capture import capture
+from xcam_widgets.methods.context import MethodContext
+from xcam_widgets.methods.perturbation import channel_drops
+from xcam_widgets.model_state import evaluation_mode
+from xcam_widgets.split import gap_linear_head
+
+
+def brute_force_drops(model: nn.Module, x: torch.Tensor, layer: str, cls: int) -> torch.Tensor:
+    """d_k by re-running the WHOLE model with channel k zeroed by a hook: slow and obviously right."""
+    module = dict(model.named_modules())[layer]
+    with torch.no_grad():
+        base = model(x)[:, cls]
+        channels = None
+        drops = []
+        k = 0
+        while channels is None or k < channels:
+            def zero(m, i, o, k=k):
+                o = o.clone()
+                o[:, k] = 0
+                return o
+            handle = module.register_forward_hook(zero)
+            try:
+                out = model(x)[:, cls]
+            finally:
+                handle.remove()
+            drops.append(base - out)
+            if channels is None:
+                store = []
+                h = module.register_forward_hook(lambda m, i, o: store.append(o.shape[1]))
+                model(x)
+                h.remove()
+                channels = store[0]
+            k += 1
+    return torch.stack(drops, 1)
+
+
+def drops_via_engine(model: nn.Module, x: torch.Tensor, layer: str, cls: int, batch_size: int = 5, use_head: bool = True):
+    with evaluation_mode(model):
+        cap = capture(model, x, layer, cls)
+        ctx = MethodContext(model, x, layer, cap)
+        if not use_head:
+            ctx.head = None  # force the re-run path
+        drops = channel_drops(ctx, batch_size)
+    return drops, ctx.traced
+
+
+class Untraceable(nn.Module):
+    """Data-dependent control flow defeats torch.fx; the hook fallback must take over."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU())
+        self.head = nn.Sequential(nn.Conv2d(6, 4, 3), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+
+    def forward(self, x):
+        y = self.body(x)
+        if y.sum() > 0:
+            y = y * 1.5
+        return self.head(y)
+
+
+@pytest.mark.parametrize("net_name,layer", [("vgg", "features.4"), ("vgg", "features.2"), ("gap", "features.1")])
+def test_tail_drops_equal_brute_force(vgg_net, gap_net, image_batch, net_name, layer):
+    net = vgg_net if net_name == "vgg" else gap_net
+    drops, traced = drops_via_engine(net, image_batch, layer, 2, use_head=False)
+    assert traced is True
+    torch.testing.assert_close(drops, brute_force_drops(net, image_batch, layer, 2), rtol=1e-4, atol=1e-5)
+
+
+def test_residual_frontier_is_fed_not_recomputed(image_batch):
+    """Inside a ResNet block the tail needs the block's input (the identity branch) as a constant."""
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(weights=None, num_classes=4).eval()
+    x = torch.randn(1, 3, 32, 32)
+    drops, traced = drops_via_engine(net, x, "layer2.0.conv1", 1, batch_size=128, use_head=False)
+    assert traced is True
+    expected = brute_force_drops(net, x, "layer2.0.conv1", 1)
+    torch.testing.assert_close(drops, expected, rtol=1e-3, atol=1e-4)
+
+
+def test_untraceable_model_falls_back_and_stays_correct():
+    net = Untraceable().eval()
+    x = torch.randn(2, 3, 12, 12)
+    drops, traced = drops_via_engine(net, x, "body.1", 0)
+    assert traced is False
+    torch.testing.assert_close(drops, brute_force_drops(net, x, "body.1", 0), rtol=1e-4, atol=1e-5)
+
+
+def test_gap_linear_closed_form_equals_re_run(gap_net, image_batch):
+    assert gap_linear_head(gap_net, "features") is gap_net.fc
+    closed, _ = drops_via_engine(gap_net, image_batch, "features", 4, use_head=True)
+    rerun, traced = drops_via_engine(gap_net, image_batch, "features", 4, use_head=False)
+    assert traced is True
+    torch.testing.assert_close(closed, rerun, rtol=1e-4, atol=1e-6)
+
+
+def test_gap_linear_head_detection():
+    torch.manual_seed(0)
+    resnet = torchvision.models.resnet18(weights=None).eval()
+    vgg = torchvision.models.vgg11(weights=None).eval()
+    effnet = torchvision.models.efficientnet_b0(weights=None).eval()
+    assert gap_linear_head(resnet, "layer4") is resnet.fc
+    assert gap_linear_head(effnet, "features") is effnet.classifier[1]
+    assert gap_linear_head(resnet, "layer3") is None
+    assert gap_linear_head(vgg, "features.18") is None
+
+
+def test_ablationcam_weights_are_relative_drops(vgg_net, image_batch):
+    res = xw.explain(vgg_net, image_batch, "features.4", method="ablationcam", target=1, batch_size=7)
+    expected = brute_force_drops(vgg_net, image_batch, "features.4", 1) / res.score.abs()[:, None]
+    torch.testing.assert_close(res.weights, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_ablationcam_with_negative_score_keeps_supporting_channels_positive(vgg_net, image_batch):
+    """A negative class score divided by itself would flip the sign; |S_c| keeps it."""
+    cls = int(vgg_net(image_batch[:1]).argmin())
+    res = xw.explain(vgg_net, image_batch[:1], "features.4", method="ablationcam", target=cls)
+    assert res.score[0] < 0
+    drops = brute_force_drops(vgg_net, image_batch[:1], "features.4", cls)
+    assert torch.equal(torch.sign(res.weights), torch.sign(drops))
+
+
+def test_xgradcam_equals_gradcam_before_gap_linear():
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(weights=None).eval()
+    x = torch.randn(2, 3, 64, 64)
+    grad = xw.explain(net, x, "layer4", method="gradcam", target=3)
+    xgrad = xw.explain(net, x, "layer4", method="xgradcam", target=3)
+    torch.testing.assert_close(xgrad.raw, grad.raw, rtol=1e-4, atol=1e-6)
+    alive = xgrad.contributions.abs().sum((2, 3)) > 0  # dead channels get α=0 in XGrad-CAM, unseen in the map
+    torch.testing.assert_close(xgrad.weights[alive], grad.weights[alive], rtol=1e-4, atol=1e-7)
+
+
+def test_xgradcam_differs_from_gradcam_on_a_vgg_head(vgg_net, image_batch):
+    grad = xw.explain(vgg_net, image_batch, "features.4", method="gradcam", target=3)
+    xgrad = xw.explain(vgg_net, image_batch, "features.4", method="xgradcam", target=3)
+    assert (xgrad.weights - grad.weights).abs().max() > 1e-3 * grad.weights.abs().max()
+
+
+def test_cam_is_z_times_gradcam_before_gap_linear():
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(weights=None).eval()
+    x = torch.randn(2, 3, 64, 64)
+    cam = xw.explain(net, x, "layer4", method="cam", target=[3, 7])
+    grad = xw.explain(net, x, "layer4", method="gradcam", target=[3, 7])
+    Z = grad.raw.shape[1] * grad.raw.shape[2]
+    torch.testing.assert_close(cam.weights, net.fc.weight[[3, 7]].detach())
+    torch.testing.assert_close(cam.raw, Z * grad.raw, rtol=1e-4, atol=1e-5)
+
+
+def test_scorecam_weights_are_softmax_of_masked_scores(gap_net, image_batch):
+    """Hand computation: upsample each channel, min-max scale, mask the input, score, softmax."""
+    import torch.nn.functional as F
+    from conftest import reference_capture
+
+    x = image_batch[:1]
+    A, _, _ = reference_capture(gap_net, x, "features", torch.tensor([2]))
+    scores = []
+    with torch.no_grad():
+        for k in range(A.shape[1]):
+            m = F.interpolate(A[:, k : k + 1], size=x.shape[2:], mode="bilinear", align_corners=False)
+            span = m.max() - m.min()
+            m = (m - m.min()) / span if span > 0 else torch.zeros_like(m)
+            scores.append(gap_net(x * m)[0, 2])
+    expected = torch.softmax(torch.stack(scores), 0)
+    res = xw.explain(gap_net, x, "features", method="scorecam", target=2, batch_size=5)
+    torch.testing.assert_close(res.weights[0], expected, rtol=1e-4, atol=1e-7)
+
+
+def test_iscam_integrates_the_mask(gap_net, image_batch):
+    import torch.nn.functional as F
+    from conftest import reference_capture
+
+    x, n = image_batch[:1], 3
+    A, _, _ = reference_capture(gap_net, x, "features", torch.tensor([0]))
+    scores = []
+    with torch.no_grad():
+        for k in range(A.shape[1]):
+            m = F.interpolate(A[:, k : k + 1], size=x.shape[2:], mode="bilinear", align_corners=False)
+            span = m.max() - m.min()
+            m = (m - m.min()) / span if span > 0 else torch.zeros_like(m)
+            scores.append(sum(gap_net(x * m * (i / n))[0, 0] for i in range(1, n + 1)) / n)
+    res = xw.explain(gap_net, x, "features", method="iscam", target=0, samples=n)
+    torch.testing.assert_close(res.weights[0], torch.softmax(torch.stack(scores), 0), rtol=1e-4, atol=1e-7)
