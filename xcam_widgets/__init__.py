@@ -1,5 +1,7 @@
 """xcam-widgets: interactive, axiom-checked class activation maps for PyTorch CNNs."""
 from .capture import capture
+from .diagnostics import Diagnosis, diagnose
+from .discovery import LayerInfo, candidate_layers, default_layer
 from .explain import Explanation, explain
 from .images import SAMPLE_IMAGES, load_image, sample_image
 from .maps import fuse_maps
@@ -9,7 +11,7 @@ from .reshape import token_grid
 from .models import ModelBundle, available_models, load_model
 
 __all__ = [
-    "METHODS", "REGISTRY", "SAMPLE_IMAGES", "Explanation", "ModelBundle", "available_models", "capture",
+    "METHODS", "REGISTRY", "SAMPLE_IMAGES", "Diagnosis", "Explanation", "LayerInfo", "candidate_layers", "default_layer", "diagnose", "ModelBundle", "available_models", "capture",
     "explain", "fuse_maps", "hook_counts", "load_image", "load_model", "sample_image", "token_grid",
 ]
 __version__ = "0.1.0"

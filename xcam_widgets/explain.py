@@ -82,12 +82,12 @@ def _explain_batch(
     with evaluation_mode(model):
         cap = capture(model, x, layer, target, reshape)
         return [
-            _assemble(spec, name, cap, _parts(spec, model, x, name, cap, reshape, options), eigen_smooth, x.shape[2:])
+            assemble(spec, name, cap, method_parts(spec, model, x, name, cap, reshape, options), eigen_smooth, x.shape[2:])
             for name in cap.activations
         ]
 
 
-def _parts(
+def method_parts(
     spec: Method, model: nn.Module, x: torch.Tensor, layer: str, cap: Capture,
     reshape: Reshape | None, options: dict[str, Any],
 ) -> MapParts:
@@ -96,7 +96,7 @@ def _parts(
     return spec.compute(cap.activations[layer], cap.gradients[layer])
 
 
-def _assemble(
+def assemble(
     spec: Method, layer: str, cap: Capture, parts: MapParts, eigen_smooth: bool, size: torch.Size
 ) -> Explanation:
     if eigen_smooth:

@@ -21,6 +21,7 @@ from torch import Tensor
 SHAPE_CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "cross", "ring", "star")
 IMAGE_SIZE = 64
 RADIUS_RANGE = (8.0, 14.0)  # circumradius in pixels
+MAX_ROTATION = math.pi / 12  # shapes are upright up to +-15 degrees
 GAP = 4.0  # minimum distance in pixels between the bounding circles of two shapes
 TEXTURE_AMPLITUDE = 0.15  # 0.12 pattern + 0.03 grain
 MIN_CONTRAST = 0.35
@@ -61,7 +62,7 @@ def make_shapes(n: int, seed: int, pair_fraction: float = 0.0) -> ShapesBatch:
     pairs = torch.rand(n, generator=g) < pair_fraction
     labels = _sample_labels(n, pairs, g)
     centres, radii = _sample_placement(n, pairs, g)
-    angles = torch.rand(n, 2, generator=g) * 2 * math.pi
+    angles = (2 * torch.rand(n, 2, generator=g) - 1) * MAX_ROTATION
     base = 0.15 + 0.7 * torch.rand(n, 3, generator=g)
     offsets = MIN_CONTRAST + (1 - 2 * MIN_CONTRAST) * torch.rand(n, 2, 3, generator=g)
     colours = torch.remainder(base[:, None] + offsets, 1.0)  # |colour - base| >= MIN_CONTRAST per channel
