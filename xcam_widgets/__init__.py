@@ -8,10 +8,12 @@ from .maps import fuse_maps
 from .methods import METHODS, REGISTRY
 from .model_state import hook_counts
 from .reshape import token_grid
+from .session import Session
+from .widgets import Explorer
 from .models import ModelBundle, available_models, load_model
 
 __all__ = [
-    "METHODS", "REGISTRY", "SAMPLE_IMAGES", "Diagnosis", "Explanation", "LayerInfo", "candidate_layers", "default_layer", "diagnose", "ModelBundle", "available_models", "capture",
+    "METHODS", "REGISTRY", "Explorer", "Session", "SAMPLE_IMAGES", "Diagnosis", "Explanation", "LayerInfo", "candidate_layers", "default_layer", "diagnose", "ModelBundle", "available_models", "capture",
     "explain", "fuse_maps", "hook_counts", "load_image", "load_model", "sample_image", "token_grid",
 ]
 __version__ = "0.1.0"

@@ -107,16 +107,23 @@ def diagnose(
     or use the closed form W_ck·mean(A_k) where a GAP→linear head follows."""
     spec = get_method(method)
     method_options = check_options(spec, options)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     name, _ = resolve_layer(model, layer)
     x = prepare_input(model, x)
     with evaluation_mode(model):
-        cap = capture(model, x, name, target)
-        ctx = MethodContext(model, x, name, cap)
-        res = assemble(spec, name, cap, method_parts(spec, model, x, name, cap, None, method_options), False, x.shape[2:])
-        true = channel_drops(ctx, batch_size)
-        bias = bias_term(model, x, name, cap.scorer)
+        ctx = MethodContext(model, x, name, capture(model, x, name, target))
+        return diagnose_context(ctx, spec.name, method_options, batch_size)
+
+
+def diagnose_context(ctx: MethodContext, method: str, options: dict[str, Any], batch_size: int) -> Diagnosis:
+    """`diagnose` on an existing capture (the explorer's cache). Call inside `evaluation_mode`."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    spec = get_method(method)
+    cap, name = ctx.capture, ctx.layer
+    parts = method_parts(spec, ctx.model, ctx.x, name, cap, None, options, ctx.progress)
+    res = assemble(spec, name, cap, parts, False, ctx.x.shape[2:])
+    true = channel_drops(ctx, batch_size)
+    bias = bias_term(ctx.model, ctx.x, name, cap.scorer)
     predicted = res.contributions.sum(dim=(2, 3))
     map_sum = res.raw.sum(dim=(1, 2))
     scaled = spec.scaled

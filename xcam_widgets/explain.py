@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -89,10 +89,11 @@ def _explain_batch(
 
 def method_parts(
     spec: Method, model: nn.Module, x: torch.Tensor, layer: str, cap: Capture,
-    reshape: Reshape | None, options: dict[str, Any],
+    reshape: Reshape | None, options: dict[str, Any], progress: Callable[[int, int], None] | None = None,
 ) -> MapParts:
+    """The method's contributions (and weights) at `layer` from a capture; inside `evaluation_mode`."""
     if spec.uses_model:
-        return spec.compute(MethodContext(model, x, layer, cap, reshape), **options)
+        return spec.compute(MethodContext(model, x, layer, cap, reshape, progress), **options)
     return spec.compute(cap.activations[layer], cap.gradients[layer])
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Callable
 
 import torch
 from torch import nn
@@ -20,7 +21,13 @@ class MethodContext:
     layer: str
     capture: Capture
     reshape: Reshape | None = None
+    progress: Callable[[int, int], None] | None = None
     traced: bool | None = field(default=None, init=False)
+
+    def report(self, done: int, total: int) -> None:
+        """Tell the caller how far a long method got; the callback may raise to cancel it."""
+        if self.progress is not None:
+            self.progress(done, total)
 
     @property
     def A(self) -> torch.Tensor:

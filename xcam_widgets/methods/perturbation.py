@@ -20,7 +20,7 @@ def channel_drops(ctx: MethodContext, batch_size: int) -> torch.Tensor:
     """
     A = ctx.A
     if ctx.head is not None and ctx.classes is not None:
-        return ctx.head.weight[ctx.classes].to(A.dtype) * A.mean(dim=(2, 3))
+        return ctx.head.weight.detach()[ctx.classes].to(A.dtype) * A.mean(dim=(2, 3))
     batch, channels = A.shape[:2]
     drops = torch.empty(batch, channels, dtype=A.dtype, device=A.device)
     with torch.no_grad():
@@ -31,6 +31,7 @@ def channel_drops(ctx: MethodContext, batch_size: int) -> torch.Tensor:
                 acts[torch.arange(len(ablated), device=A.device), ablated] = 0
                 scores = ctx.score_rows(ctx.tail(acts, image), image)
                 drops[image, ablated] = ctx.capture.score[image] - scores.to(A.dtype)
+                ctx.report(image * channels + int(ablated[-1]) + 1, batch * channels)
     return drops
 
 
@@ -53,7 +54,7 @@ def cam(ctx: MethodContext) -> MapParts:
         )
     if ctx.classes is None:
         raise ValueError("CAM needs a class-index target, not a callable")
-    return weighted(ctx.A, ctx.head.weight[ctx.classes].to(ctx.A.dtype))
+    return weighted(ctx.A, ctx.head.weight.detach()[ctx.classes].to(ctx.A.dtype))
 
 
 def upsampled_masks(acts: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -80,6 +81,7 @@ def _mask_scores(ctx: MethodContext, batch_size: int, perturb: Perturb) -> torch
                 masks = upsampled_masks(A[image, start:stop], x.shape[2:]).to(x.dtype)
                 samples = [ctx.score_rows(ctx.model(inputs), image).float() for inputs in perturb(x[image : image + 1], masks)]
                 scores[image, start:stop] = torch.stack(samples).mean(dim=0)
+                ctx.report(image * channels + stop, batch * channels)
     return scores
 
 
@@ -134,5 +136,6 @@ def smoothgradcampp(
                     reshape=ctx.reshape).gradients[ctx.layer]
         for power, total in enumerate(moments, start=1):
             total.index_add_(0, owners[rows], G.pow(power))
+        ctx.report(min(start + batch_size, copies.shape[0]), copies.shape[0])
     g1, g2, g3 = (total / samples for total in moments)
     return gradcampp_from_moments(A, g1, g2, g3)

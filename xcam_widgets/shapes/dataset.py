@@ -22,7 +22,7 @@ SHAPE_CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "cross", "ring
 IMAGE_SIZE = 64
 RADIUS_RANGE = (8.0, 14.0)  # circumradius in pixels
 MAX_ROTATION = math.pi / 12  # shapes are upright up to +-15 degrees
-GAP = 4.0  # minimum distance in pixels between the bounding circles of two shapes
+GAP = 6.0  # minimum distance in pixels between the bounding circles of two shapes
 TEXTURE_AMPLITUDE = 0.15  # 0.12 pattern + 0.03 grain
 MIN_CONTRAST = 0.35
 
