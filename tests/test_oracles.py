@@ -50,6 +50,7 @@ Known definitional differences (documented here, tested where they vanish)
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from types import SimpleNamespace
@@ -249,10 +250,15 @@ def xgradcam_tolerance(model_name: str, layer: str) -> float:
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """These tensors are tiny: one thread is as fast, and far faster on a shared, loaded CPU (no
-    OpenMP threads spinning while waiting for a core)."""
+    OpenMP / OpenBLAS threads spinning while they wait for a core; pgc's NumPy SVDs took 40x longer)."""
+    try:
+        from threadpoolctl import threadpool_limits  # with scikit-learn, a dependency of grad-cam
+    except ImportError:  # pragma: no cover
+        threadpool_limits = contextlib.nullcontext
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
+    with threadpool_limits(1):
+        yield
     torch.set_num_threads(threads)
 
 
@@ -272,32 +278,48 @@ PGC_WEIGHTED = {"gradcam", "xgradcam", "scorecam", "ablationcam"}
 PGC_EXTRA = {"scorecam": pgc.ScoreCAM, "ablationcam": pgc.AblationCAM}
 
 
+def _record_weights(cam) -> list:
+    """Keep the weights that pgc's own forward computes (Score/Ablation-CAM are not re-run for them)."""
+    used: list = []
+    get_cam_weights = cam.get_cam_weights
+    cam.get_cam_weights = lambda *args: used.append(get_cam_weights(*args)) or used[-1]
+    return used
+
+
 @functools.lru_cache(maxsize=None)
 def pgc_run(model_name: str, layer: str, method: str, size: int = SIZE, **options) -> SimpleNamespace:
-    """pgc's final map, and its raw map and weights recomputed from the A and G it hooked."""
+    """pgc's final map, its raw map before ReLU and its weights, from the A and G it hooked.
+
+    pgc's gradient methods share `BaseCAM.forward`: a forward and a backward pass with the hooks of
+    `ActivationsAndGradients`, then `compute_cam_per_layer` and `aggregate_multi_layers`. GradCAM runs
+    it all; the other gradient classes get that pass's hooked A and G and run the rest of
+    `BaseCAM.forward` themselves (one model pass per model instead of seven). Score-CAM and
+    Ablation-CAM run entirely: they re-run the model."""
     model, x = _model_and_input(model_name, size)
     module = model.get_submodule(layer)
     x = _oracle_input(x)
     targets = [ClassifierOutputTarget(TARGET)] * x.shape[0]
-    cls = {**PGC_METHODS, **PGC_EXTRA}[method]
-    cam = cls(model, [module], **options)
-    used = []  # the weights pgc's own forward computed (Score/Ablation-CAM are not re-run for them)
-    get_cam_weights = cam.get_cam_weights
-    cam.get_cam_weights = lambda *args: used.append(get_cam_weights(*args)) or used[-1]
+    cam = {**PGC_METHODS, **PGC_EXTRA}[method](model, [module], **options)
+    used = _record_weights(cam)
     try:
-        final = cam(x, targets)
-        A = cam.activations_and_grads.activations[0].numpy()
-        grads = cam.activations_and_grads.gradients
-        G = grads[0].numpy() if grads else None
+        if method in ("gradcam", "scorecam", "ablationcam"):
+            final = cam(x, targets)
+            scores = cam.outputs[:, TARGET].detach().double()
+            A = cam.activations_and_grads.activations[0]
+            G = cam.activations_and_grads.gradients[0] if cam.activations_and_grads.gradients else None
+        else:
+            shared = pgc_run(model_name, layer, "gradcam", size)
+            A, G, scores = shared.A, shared.G, shared.scores
+            cam.activations_and_grads.activations, cam.activations_and_grads.gradients = [A], [G]
+            final = cam.aggregate_multi_layers(cam.compute_cam_per_layer(x, targets, False))
         if method in PGC_WEIGHTED:
             (weights,) = used
-            raw = (weights[:, :, None, None] * A).sum(axis=1)  # pgc's BaseCAM.get_cam_image
+            raw = (weights[:, :, None, None] * A.numpy()).sum(axis=1)  # pgc's BaseCAM.get_cam_image
         else:
-            weights, raw = None, cam.get_cam_image(x, module, targets, A, G, False)
-        scores = cam.outputs[:, TARGET].detach().double()
+            weights, raw = None, cam.get_cam_image(x, module, targets, A.numpy(), G.numpy(), False)
     finally:
         cam.activations_and_grads.release()
-        model.zero_grad(set_to_none=True)  # pgc's loss.backward() fills every parameter's .grad
+        model.zero_grad(set_to_none=True)
     return SimpleNamespace(final=final, raw=raw, weights=weights, A=A, G=G, scores=scores)
 
 
@@ -361,21 +383,32 @@ TC_METHODS = {"gradcam": tcm.GradCAM, "xgradcam": tcm.XGradCAM, "layercam": tcm.
 
 
 @functools.lru_cache(maxsize=None)
-def torchcam_run(model_name: str, layer: str, method: str) -> SimpleNamespace:
+def torchcam_runs(model_name: str, layer: str) -> dict[str, SimpleNamespace]:
+    """torchcam's gradient extractors, hooked at once: one forward pass, then each extractor
+    backpropagates (keeping the graph for the next). `normalised` is torchcam's own `_normalize`
+    of its unnormalised map, which is what `normalized=True` returns."""
     model, x = _model_and_input(model_name)
-    with TC_METHODS[method](model, layer, input_shape=tuple(x.shape[1:])) as extractor:
+    extractors = {name: cls(model, layer, input_shape=tuple(x.shape[1:])) for name, cls in TC_METHODS.items()}
+    results = {}
+    try:
         scores = model(_oracle_input(x))
-        weights = extractor._get_weights(TARGET, scores, retain_graph=True)[0]
-        A = extractor.hook_a[0]
-        unnormalised = extractor(TARGET, scores, normalized=False, retain_graph=True)[0]
-        normalised = extractor(TARGET, scores)[0]
-    return SimpleNamespace(weights=weights, A=A, unnormalised=unnormalised, normalised=normalised)
+        for name, extractor in extractors.items():
+            used: list = []
+            get_weights = extractor._get_weights
+            extractor._get_weights = lambda *a, _get=get_weights, _used=used, **k: _used.append(_get(*a, **k)) or _used[-1]
+            unnormalised = extractor(TARGET, scores, normalized=False, retain_graph=True)[0]
+            results[name] = SimpleNamespace(weights=used[0][0], A=extractor.hook_a[0], unnormalised=unnormalised,
+                                            normalised=extractor._normalize(unnormalised.clone()))
+    finally:
+        for extractor in extractors.values():
+            extractor.__exit__(None, None, None)
+    return results
 
 
 @pytest.mark.parametrize("method", ["gradcam", "xgradcam", "layercam"])
 @pytest.mark.parametrize("model_name,layer", GRADIENT_CASES, ids=CASE_IDS)
 def test_torchcam_gradient_methods(model_name, layer, method):
-    res, ref = ours(model_name, layer, method), torchcam_run(model_name, layer, method)
+    res, ref = ours(model_name, layer, method), torchcam_runs(model_name, layer)[method]
     if method == "gradcam":
         assert_scaled_close(res.weights, ref.weights, f"torchcam weights {method} {model_name}")
     relu_raw = res.raw.clamp(min=0)
@@ -551,7 +584,7 @@ def test_inplace_relu_after_layer_is_a_documented_difference():
     before = kept[0]
     ref = pgc_run("densenet121", "features.norm5", "hirescam")
     assert float(before.min()) < 0  # the ReLU changes something
-    torch.testing.assert_close(torch.from_numpy(ref.A), before.clamp(min=0), rtol=0, atol=0)
+    torch.testing.assert_close(ref.A, before.clamp(min=0), rtol=0, atol=0)
     res = ours("densenet121", "features.norm5", "gradcam")
     torch.testing.assert_close(res.contributions, res.weights[:, :, None, None] * before, rtol=1e-6, atol=1e-7)
 

@@ -1,6 +1,6 @@
 """Train the shapes nets on freshly generated images and write their weights and a record.
 
-    python -m xcam_widgets.shapes.train [--seed 0] [--epochs 6] [--out xcam_widgets/data]
+    python -m xcam_widgets.shapes.train [--seed 0] [--epochs 12] [--out xcam_widgets/data]
 
 Each epoch draws new images (seed `seed * 1000 + epoch`), a share of them holding two shapes. The
 loss is multi-label: binary cross-entropy on every logit against the multi-hot set of present
@@ -29,10 +29,10 @@ HELDOUT_SEED = 10_000_019  # far from every training seed
 @dataclass(frozen=True)
 class TrainConfig:
     seed: int = 0
-    epochs: int = 6
-    images_per_epoch: int = 4000
+    epochs: int = 12
+    images_per_epoch: int = 5000
     pair_fraction: float = 0.4
-    batch_size: int = 64
+    batch_size: int = 32
     lr: float = 3e-3
     weight_decay: float = 1e-4
 
@@ -47,12 +47,15 @@ def train(name: str, cfg: TrainConfig) -> nn.Module:
     for epoch in range(cfg.epochs):
         data = make_shapes(cfg.images_per_epoch, seed=cfg.seed * 1000 + epoch, pair_fraction=cfg.pair_fraction)
         x, y = preprocess(data.images), data.present
+        total = 0.0
         for idx in torch.randperm(len(data)).split(cfg.batch_size):
             loss = F.binary_cross_entropy_with_logits(model(x[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
+            total += loss.item() * len(idx)
+        print(f"{name} epoch {epoch + 1}/{cfg.epochs}: loss {total / len(data):.4f}", flush=True)
     return model.eval()
 
 

@@ -223,10 +223,8 @@ class Explorer(W.VBox):
         self.shown_state, self.shown_map = state, low_res_map(res.raw)
         with self.overlay.batch_update():
             heat = self.overlay.data[-1]
-            rows, cols = self.shown_map.shape
-            height, width = self.session.display.shape[:2]
-            heat.z = figures.thresholded(self.shown_map, self.threshold.value)
-            heat.x0, heat.dx, heat.y0, heat.dy = width / cols / 2 - 0.5, width / cols, height / rows / 2 - 0.5, height / rows
+            z = figures.quantized(self.shown_map)
+            heat.update(z=z, **figures.placement(z.shape, self.session.display.shape[:2]))
             self.overlay.layout.title.text = (f"{REGISTRY[state.method].title} · {state.layer} · "
                                               f"{self.session.class_name(state.target)} (S = {float(res.score[0]):.3f})")
         top = self.session.predictions(self.top_k)
@@ -309,9 +307,8 @@ class Explorer(W.VBox):
         """Display changes: restyle in the browser, recompute nothing."""
         with self.overlay.batch_update():
             heat = self.overlay.data[-1]
-            heat.opacity, heat.colorscale = self.opacity.value, self.colormap.value
-            if getattr(self, "shown_map", None) is not None:
-                heat.z = figures.thresholded(self.shown_map, self.threshold.value)
+            heat.opacity = self.opacity.value
+            heat.colorscale = figures.threshold_colorscale(self.colormap.value, self.threshold.value)
 
     def _rebuild_overlay(self) -> None:
         shown = getattr(self, "shown_map", np.zeros((1, 1), dtype=np.float32))

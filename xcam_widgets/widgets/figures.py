@@ -8,9 +8,12 @@ from typing import Sequence
 import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
+from plotly.colors import get_colorscale, sample_colorscale
 from plotly.subplots import make_subplots
 
 COLORMAPS = ("Jet", "Viridis", "Inferno", "Hot", "RdBu_r", "Greys")
+MAX_CELLS = 64  # per side: a bigger map is average-pooled before it is sent (the browser smooths it anyway)
+_TRANSPARENT = "rgba(0,0,0,0)"
 
 
 def png_source(pixels: np.ndarray) -> str:
@@ -20,24 +23,42 @@ def png_source(pixels: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def thresholded(map_low: np.ndarray, threshold: float) -> np.ndarray:
-    """The layer-resolution map with cells below `threshold` blank (NaN is transparent in Plotly)."""
-    shown = map_low.astype(np.float32).copy()
-    shown[shown < threshold] = np.nan
-    return np.round(shown, 4)
+def quantized(map_low: np.ndarray) -> np.ndarray:
+    """A [0, 1] map as uint8 levels 0..255, at most MAX_CELLS per side: 4 JSON bytes a cell at most,
+    so an update stays under 20 KB whatever the layer."""
+    rows, cols = map_low.shape
+    step = max(1, -(-max(rows, cols) // MAX_CELLS))
+    if step > 1:
+        trimmed = map_low[: rows - rows % step or rows, : cols - cols % step or cols]
+        r, c = trimmed.shape[0] // step, trimmed.shape[1] // step
+        map_low = trimmed[: r * step, : c * step].reshape(r, step, c, step).mean(axis=(1, 3))
+    return np.round(np.clip(map_low, 0, 1) * 255).astype(np.uint8)
+
+
+def threshold_colorscale(name: str, threshold: float) -> list[list]:
+    """`name`'s colours, transparent below `threshold`: thresholding restyles, it sends no data."""
+    scale = get_colorscale(name)
+    if threshold <= 0:
+        return scale
+    kept = [[threshold, sample_colorscale(scale, [threshold])[0]]] + [[p, c] for p, c in scale if p > threshold]
+    return [[0.0, _TRANSPARENT], [threshold, _TRANSPARENT]] + kept
+
+
+def placement(cells: tuple[int, int], image_size: tuple[int, int]) -> dict[str, float]:
+    """x0, dx, y0, dy that stretch `cells` over the image in pixel coordinates."""
+    (rows, cols), (height, width) = cells, image_size
+    return dict(x0=width / cols / 2 - 0.5, dx=width / cols, y0=height / rows / 2 - 0.5, dy=height / rows)
 
 
 def heatmap_trace(map_low: np.ndarray, image_size: tuple[int, int], *, opacity: float, colorscale: str,
                   threshold: float = 0.0, showscale: bool = True) -> go.Heatmap:
-    """The map at the layer's resolution, stretched over the image in pixel coordinates; the
-    browser interpolates it (`zsmooth`), so an update sends h·w numbers, not H·W."""
-    height, width = image_size
-    rows, cols = map_low.shape
+    """The map at the layer's resolution, stretched over the image; the browser interpolates it
+    (`zsmooth`), so an update sends h·w small integers, not H·W floats."""
+    z = quantized(map_low)
     return go.Heatmap(
-        z=thresholded(map_low, threshold), x0=width / cols / 2 - 0.5, dx=width / cols,
-        y0=height / rows / 2 - 0.5, dy=height / rows, zmin=0, zmax=1, zsmooth="best",
-        colorscale=colorscale, opacity=opacity, showscale=showscale,
-        hovertemplate="pixel (%{x:.0f}, %{y:.0f})<br>map %{z:.3f}<extra></extra>", name="map",
+        z=z, **placement(z.shape, image_size), zmin=0, zmax=255, zsmooth="best",
+        colorscale=threshold_colorscale(colorscale, threshold), opacity=opacity, showscale=showscale,
+        hovertemplate="pixel (%{x:.0f}, %{y:.0f})<br>map %{z}/255<extra></extra>", name="map",
     )
 
 

@@ -1,0 +1,135 @@
+"""The `xcam` command line.
+
+    xcam evaluate --model shapes_gap --images shapes:100 --methods gradcam,xgradcam \\
+        --layers features.block4 --out results.csv
+
+`evaluate` runs `xcam_widgets.evaluate.evaluate`, writes the per-image table to `--out` (and the
+summary next to it as `<stem>.summary.csv`) and prints the summary: mean [95% CI] per metric
+(rows) and method × layer (columns). Bad arguments exit with status 2 and a message that names the argument.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .evaluate import METRICS
+    from .methods import METHODS
+
+    parser = argparse.ArgumentParser(prog="xcam", description="xcam-widgets: class activation maps for PyTorch.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    ev = commands.add_parser(
+        "evaluate", help="evaluate CAM methods x layers on a dataset",
+        description="Faithfulness, localisation and axiom diagnostics of CAM methods x layers over a dataset.",
+    )
+    ev.add_argument("--model", required=True, help="a model name (xw.available_models()), e.g. shapes_gap")
+    ev.add_argument("--images", required=True,
+                    help="'shapes:N' or 'shapes:N:SEED' (the shapes benchmark), a folder, or an image file")
+    ev.add_argument("--methods", type=_names, default=["gradcam", "xgradcam"],
+                    help=f"comma-separated methods (default gradcam,xgradcam); any of {','.join(METHODS)}")
+    ev.add_argument("--layers", type=_names, default=None,
+                    help="comma-separated dotted layer names (default: the model's default CAM layer)")
+    ev.add_argument("--metrics", type=_names, default=None,
+                    help=f"comma-separated subset of {','.join(METRICS)} (default: all that apply)")
+    ev.add_argument("--target", type=_target, default=None,
+                    help="'label' (shapes ground truth, the default there), 'top1' (default elsewhere) or a class index")
+    ev.add_argument("--out", default=None, help="CSV path for the per-image table; the summary goes to <stem>.summary.csv")
+    ev.add_argument("--batch-size", type=_positive, default=32, help="images per batch (default 32)")
+    ev.add_argument("--chunk-size", type=_positive, default=256, help="model inputs per pass inside the metrics (default 256)")
+    ev.add_argument("--steps", type=_positive, default=50, help="deletion / insertion steps (default 50)")
+    ev.add_argument("--tolerance", type=_non_negative, default=None,
+                    help="pointing-game tolerance in px (default: 15 px at 224 px, scaled to the image)")
+    ev.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: CUDA if available)")
+    ev.add_argument("--random-weights", action="store_true", help="use randomly initialised weights (no download)")
+    ev.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    ev.set_defaults(run=_evaluate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `xcam` command line with `argv` (default `sys.argv[1:]`); returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return args.run(args, parser)
+
+
+def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .evaluate import evaluate, output_paths
+    from .models import load_model
+
+    try:
+        bundle = load_model(args.model, pretrained=not args.random_weights, device=args.device)
+    except (ValueError, TypeError, OSError, RuntimeError) as err:  # unknown name, missing or offline weights
+        hint = "" if args.random_weights or isinstance(err, (ValueError, TypeError)) else " (--random-weights needs no weights)"
+        parser.exit(2, f"xcam evaluate: error: --model {args.model!r}: {err}{hint}\n")
+    try:
+        result = evaluate(
+            bundle, args.images, args.methods, args.layers, target=args.target, metrics=args.metrics,
+            batch_size=args.batch_size, progress=not args.no_progress, chunk_size=args.chunk_size,
+            steps=args.steps, tolerance=args.tolerance, out=args.out,
+        )
+    except (ValueError, TypeError, OSError) as err:  # bad methods, layers, images, target or --out
+        parser.exit(2, f"xcam evaluate: error: {err}\n")
+    print(format_summary(result.summary))
+    if args.out is not None:
+        table_path, summary_path = output_paths(args.out)
+        print(f"\nwrote {len(result.table)} rows to {table_path} and the summary to {summary_path}")
+    return 0
+
+
+def format_summary(summary) -> str:
+    """The summary as text: one line per metric, one column per method × layer, `mean [low, high]`."""
+    if summary.empty:
+        return "(no results)"
+    cells = summary.assign(
+        value=[f"{m:.4g} [{lo:.4g}, {hi:.4g}]" for m, lo, hi in zip(summary["mean"], summary["ci_low"], summary["ci_high"])]
+    )
+    order = list(dict.fromkeys(summary["metric"]))
+    wide = cells.pivot_table(index=["method", "layer"], columns="metric", values="value", aggfunc="first", sort=False)
+    return wide[order].T.rename_axis(index=None).to_string()
+
+
+def _names(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected one or more comma-separated names")
+    return names
+
+
+def _target(text: str) -> int | str:
+    if text in ("label", "top1"):
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'label', 'top1' or a class index, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a class index must be >= 0, got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
