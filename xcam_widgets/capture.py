@@ -49,9 +49,15 @@ class _Recorder:
         return self.output.clone()
 
 
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
 def to_grid(name: str, tensor: torch.Tensor, reshape: Reshape | None) -> torch.Tensor:
-    """Bring a layer output to `[B, K, h, w]`, through `reshape` for token layers."""
+    """Bring a layer output to `[B, K, h, w]`, through `reshape` for token layers. Half-precision
+    values are widened to float32, so sums over many channels and pixels cannot overflow."""
     grid = reshape(tensor) if reshape is not None else tensor
+    if grid.dtype in _LOW_PRECISION:
+        grid = grid.float()
     if grid.ndim != 4:
         raise ValueError(
             f"layer {name!r} outputs shape {tuple(tensor.shape)}, which has no [K, h, w] spatial grid; "

@@ -46,7 +46,9 @@ from .explain import explain
 from .images import load_image
 from .layers import LayerSpec, resolve_layer
 from .methods import check_options, get_method
+from .model_state import evaluation_mode
 from .models import ModelBundle, load_model
+from .targets import class_indices, logits_of
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -119,8 +121,9 @@ def evaluate_batch(
 
     `target`: None (the label where the batch has labels, else the top-1 class), "label",
     "top1" or a class index. `chunk_size` bounds the inputs per model pass of the perturbation
-    metrics and of the diagnostics' true drops. Tensors stay on the model's device; values leave it once
-    per method × layer, as Python numbers. No I/O and no state: an engine may call it anywhere.
+    metrics and of the diagnostics' true drops. Tensors stay on the model's device; values leave
+    it once per column and method × layer, as Python numbers. No I/O and no state: an engine may
+    call it anywhere.
     """
     model = bundle.model
     device = _model_device(model)
@@ -134,14 +137,15 @@ def evaluate_batch(
     names = [bundle.categories[c] if 0 <= c < len(bundle.categories) else str(c) for c in class_list]
     rows: list[dict] = []
     for method in methods:
-        for layer, result, diagnosis in _explanations(model, x, layers, method, classes, metrics, chunk_size, options.get(method, {})):
+        method_opts = options.get(method, {})
+        for layer, result, diagnosis in _explanations(model, x, layers, method, classes, metrics, chunk_size, method_opts):
             columns: dict[str, torch.Tensor] = {"score": result.score.detach()}
             maps = result.map.detach()
             if diagnosis is not None:
-                nan = torch.full_like(columns["score"], float("nan"))
-                columns["conservation_error"] = _or(diagnosis.conservation_error, nan)
-                columns["sensitivity_error"] = _or(diagnosis.sensitivity_error, nan)
-                columns["sensitivity_r"] = diagnosis.sensitivity_r
+                nan = torch.full_like(columns["score"], float("nan"))  # undefined for unscaled methods
+                for name in ("conservation_error", "sensitivity_error", "sensitivity_r"):
+                    value = getattr(diagnosis, name)
+                    columns[name] = nan if value is None else value
             if "average_drop" in metrics:
                 columns["average_drop"], columns["increase"] = M.average_drop_increase(
                     model, x, maps, classes, batch_size=chunk_size
@@ -184,17 +188,9 @@ def _batch_classes(model: nn.Module, x: torch.Tensor, batch: ImageBatch, target:
         if batch.labels is None:
             raise ValueError("target='label' needs a dataset with labels (the shapes benchmark)")
         return batch.labels.to(x.device).long()
-    if target == "top1":
-        from .model_state import evaluation_mode
-        from .targets import logits_of
-
-        with evaluation_mode(model), torch.no_grad():
-            return logits_of(model(x)).argmax(dim=1)
-    return torch.full((len(batch),), int(target), device=x.device, dtype=torch.long)
-
-
-def _or(value: torch.Tensor | None, default: torch.Tensor) -> torch.Tensor:
-    return default if value is None else value
+    with evaluation_mode(model), torch.no_grad():
+        logits = logits_of(model(x))
+    return class_indices(None if target == "top1" else int(target), logits)  # checks an int's range
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,7 +306,7 @@ def evaluate(
     - `model_or_name`: a `load_model` name, a `ModelBundle`, or a module (then give
       `preprocess`, except on the shapes benchmark, whose nets' preprocess is the default).
     - `images`: see `open_images`. Shapes masks enable "pointing" and "energy".
-    - `layers`: names or modules; None picks `xw.default_layer`.
+    - `layers`: names or modules; None picks the shapes nets' `CAM_LAYER`, else `xw.default_layer`.
     - `target`: None (the shapes label, else top-1), "label", "top1" or a class index.
     - `metrics`: a subset of `METRICS`; None means all that apply to the data.
     - `batch_size`: images per batch (one `explain` / `diagnose` call per method × layer each);
@@ -336,7 +332,7 @@ def evaluate(
     source = open_images(images, bundle.preprocess)
     has_masks = isinstance(source, ShapesSource)
     chosen = _metrics(metrics, has_masks)
-    layer_names = _layers(model, layers, source)
+    layer_names = _layers(bundle, layers, source)
 
     rows: list[dict] = []
     from tqdm.auto import tqdm
@@ -425,7 +421,7 @@ def _bundle(model_or_name: Any, device: Any, preprocess: Callable | None, images
     elif isinstance(model_or_name, nn.Module):
         if preprocess is None:
             if not _is_shapes(images):
-                raise ValueError("a bare model needs preprocess= (a PIL image -> tensor function), or pass a ModelBundle")
+                raise ValueError("a bare model needs preprocess= (PIL image -> tensor), or pass a ModelBundle")
             from .shapes import nets
 
             preprocess = nets.preprocess
@@ -504,8 +500,14 @@ def _metrics(metrics: Sequence[str] | None, has_masks: bool) -> tuple[str, ...]:
     return tuple(m for m in METRICS if m in metrics)
 
 
-def _layers(model: nn.Module, layers: Any, source: ShapesSource | FolderSource) -> list[str]:
+def _layers(bundle: ModelBundle, layers: Any, source: ShapesSource | FolderSource) -> list[str]:
+    """Resolved layer names; None gives the shapes nets' CAM_LAYER, or else `xw.default_layer`."""
+    model = bundle.model
     if layers is None:
+        from .shapes import nets
+
+        if bundle.name in nets.SHAPES_MODELS:
+            return [nets.CAM_LAYER]  # the same tensor as `default_layer`'s "features", by its block name
         first = next(iter(source.batches(1)))
         return [default_layer(candidate_layers(model, tuple(first.x.shape[1:])), model)]
     if isinstance(layers, str):

@@ -76,7 +76,8 @@ def average_drop_increase(
     masked = base + maps[:, None] * (x - base)
     probs = _probabilities(model, torch.cat([x, masked]), classes.repeat(2), batch_size)
     y, o = probs[: len(x)], probs[len(x):]
-    drop = torch.where(y > 0, (y - o).clamp(min=0) / torch.where(y > 0, y, torch.ones_like(y)), torch.zeros_like(y))
+    safe = torch.where(y > 0, y, torch.ones_like(y))
+    drop = torch.where(y > 0, (y - o).clamp(min=0) / safe, torch.zeros_like(y))
     return drop, o > y
 
 
@@ -93,7 +94,8 @@ def deletion_auc(
     """RISE's deletion score per image (`[B]`, in [0, 1]; lower is more faithful): the area
     under the class probability as the pixels, in order of decreasing map value, are replaced by
     `baseline` in `steps` equal steps (see `causal_curve`)."""
-    return auc(*causal_curve(model, x, maps, classes, "deletion", steps=steps, baseline=baseline, batch_size=batch_size))
+    curve = causal_curve(model, x, maps, classes, "deletion", steps=steps, baseline=baseline, batch_size=batch_size)
+    return auc(*curve)
 
 
 def insertion_auc(
@@ -109,7 +111,8 @@ def insertion_auc(
     """RISE's insertion score per image (`[B]`, in [0, 1]; higher is more faithful): the area
     under the class probability as the pixels, in order of decreasing map value, are copied from
     the image onto `baseline` (default: the blurred image) in `steps` equal steps."""
-    return auc(*causal_curve(model, x, maps, classes, "insertion", steps=steps, baseline=baseline, batch_size=batch_size))
+    curve = causal_curve(model, x, maps, classes, "insertion", steps=steps, baseline=baseline, batch_size=batch_size)
+    return auc(*curve)
 
 
 def causal_curve(
@@ -194,7 +197,8 @@ def energy_in_mask(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     maps = maps.float().clamp(min=0)
     total = maps.sum(dim=(1, 2))
     inside = (maps * masks).sum(dim=(1, 2))
-    return torch.where(total > 0, inside / torch.where(total > 0, total, torch.ones_like(total)), torch.zeros_like(total))
+    safe = torch.where(total > 0, total, torch.ones_like(total))
+    return torch.where(total > 0, inside / safe, torch.zeros_like(total))
 
 
 def pixel_space_baseline(mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -235,11 +239,13 @@ def _check(
     maps = _resize(maps.to(device=x.device, dtype=x.dtype), (height, width))
     if isinstance(classes, bool):
         raise TypeError("classes must be an int, a sequence of ints or a [B] integer tensor, got a bool")
-    if isinstance(classes, int):
-        classes = [classes] * batch
     classes = torch.as_tensor(classes, device=x.device)
+    if classes.ndim == 0:  # one class for every image
+        classes = classes.expand(batch)
     if classes.dtype.is_floating_point or classes.dtype == torch.bool or classes.shape != (batch,):
-        raise ValueError(f"classes must be {batch} integer class indices (one per image), got {tuple(classes.shape)} {classes.dtype}")
+        raise ValueError(
+            f"classes must be {batch} integer class indices (one per image), got {tuple(classes.shape)} {classes.dtype}"
+        )
     return x, maps, classes.long()
 
 
@@ -249,7 +255,9 @@ def _check_localisation(maps: torch.Tensor, masks: torch.Tensor) -> tuple[torch.
             raise TypeError(f"{name} must be a torch.Tensor [B, H, W], got {type(value).__name__}")
     maps, masks = (maps[None] if maps.ndim == 2 else maps), (masks[None] if masks.ndim == 2 else masks)
     if maps.ndim != 3 or masks.ndim != 3 or maps.shape[0] != masks.shape[0]:
-        raise ValueError(f"maps and masks must be [B, H, W] with the same B, got {tuple(maps.shape)} and {tuple(masks.shape)}")
+        raise ValueError(
+            f"maps and masks must be [B, H, W] with the same B, got {tuple(maps.shape)} and {tuple(masks.shape)}"
+        )
     maps = _resize(maps.to(masks.device).float(), tuple(masks.shape[-2:]))
     return maps, masks.bool()
 
@@ -282,7 +290,8 @@ def _softmax_at(output: Any, classes: torch.Tensor, check: bool = False) -> torc
         low, high = int(classes.min()), int(classes.max())
         if low < 0 or high >= logits.shape[1]:
             bad = low if low < 0 else high
-            raise ValueError(f"class {bad} is out of range: the model has {logits.shape[1]} classes (0..{logits.shape[1] - 1})")
+            classes_n = logits.shape[1]
+            raise ValueError(f"class {bad} is out of range: the model has {classes_n} classes (0..{classes_n - 1})")
     return torch.softmax(logits.float(), dim=1).gather(1, classes[:, None]).squeeze(1)
 
 

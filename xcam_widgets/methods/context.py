@@ -61,9 +61,9 @@ class MethodContext:
     def _reproduces_scores(self, tail: Tail) -> bool:
         with torch.no_grad():
             for image in range(self.x.shape[0]):
-                score = self.score_rows(tail(self.A[image : image + 1].clone(), image), image)
+                score = self.score_rows(tail(self.A[image : image + 1].to(self.x.dtype, copy=True), image), image)
                 expected = self.capture.score[image]
-                tolerance = 1e-3 if self.A.dtype in (torch.float32, torch.float64) else 3e-2
+                tolerance = 1e-3 if self.x.dtype in (torch.float32, torch.float64) else 3e-2
                 if abs(float(score[0]) - float(expected)) > tolerance * (1 + abs(float(expected))):
                     return False
         return True

@@ -27,7 +27,7 @@ def channel_drops(ctx: MethodContext, batch_size: int) -> torch.Tensor:
         for image in range(batch):
             for start in range(0, channels, batch_size):
                 ablated = torch.arange(start, min(start + batch_size, channels), device=A.device)
-                acts = A[image].expand(len(ablated), *A.shape[1:]).clone()
+                acts = A[image].expand(len(ablated), *A.shape[1:]).to(ctx.x.dtype, copy=True)
                 acts[torch.arange(len(ablated), device=A.device), ablated] = 0
                 scores = ctx.score_rows(ctx.tail(acts, image), image)
                 drops[image, ablated] = ctx.capture.score[image] - scores.to(A.dtype)

@@ -50,7 +50,7 @@ class ShapesBatch:
 
 
 def make_shapes(n: int, seed: int, pair_fraction: float = 0.0) -> ShapesBatch:
-    """Draw `n` images; a share `pair_fraction` of them (at random) hold two shapes.
+    """Draw `n` images; each holds two shapes with probability `pair_fraction`, else one.
 
     The same `(n, seed, pair_fraction)` gives the same batch, bit for bit.
     """
