@@ -1,6 +1,9 @@
 """xcam-widgets: interactive, axiom-checked class activation maps for PyTorch CNNs."""
 from .capture import capture
 from .diagnostics import Diagnosis, diagnose
+from . import metrics
+from .evaluate import EvaluationResult, evaluate
+from .metrics import average_drop_increase, deletion_auc, energy_in_mask, insertion_auc, pointing_game
 from .discovery import LayerInfo, candidate_layers, default_layer
 from .explain import Explanation, explain
 from .images import SAMPLE_IMAGES, load_image, sample_image
@@ -13,7 +16,7 @@ from .widgets import Explorer, layer_sweep, method_grid
 from .models import ModelBundle, available_models, load_model
 
 __all__ = [
-    "METHODS", "REGISTRY", "Explorer", "Session", "SAMPLE_IMAGES", "Diagnosis", "Explanation", "LayerInfo", "candidate_layers", "default_layer", "diagnose", "ModelBundle", "available_models", "capture",
+    "METHODS", "REGISTRY", "EvaluationResult", "average_drop_increase", "deletion_auc", "energy_in_mask", "evaluate", "insertion_auc", "metrics", "pointing_game", "Explorer", "Session", "SAMPLE_IMAGES", "Diagnosis", "Explanation", "LayerInfo", "candidate_layers", "default_layer", "diagnose", "ModelBundle", "available_models", "capture",
     "explain", "fuse_maps", "hook_counts", "load_image", "layer_sweep", "load_model", "method_grid", "sample_image", "token_grid",
 ]
 __version__ = "0.1.0"
