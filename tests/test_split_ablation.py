@@ -158,37 +158,35 @@ def test_cam_is_z_times_gradcam_before_gap_linear():
     torch.testing.assert_close(cam.raw, Z * grad.raw, rtol=1e-4, atol=1e-5)
 
 
-def test_scorecam_weights_are_softmax_of_masked_scores(gap_net, image_batch):
-    """Hand computation: upsample each channel, min-max scale, mask the input, score, softmax."""
+def reference_masks(net: nn.Module, x: torch.Tensor, cls: int) -> list[torch.Tensor]:
+    """Score-CAM's masks by hand: each channel of `features`, upsampled, min-max scaled."""
     import torch.nn.functional as F
     from conftest import reference_capture
 
+    A, _, _ = reference_capture(net, x, "features", torch.tensor([cls]))
+    masks = []
+    for k in range(A.shape[1]):
+        m = F.interpolate(A[:, k : k + 1], size=x.shape[2:], mode="bilinear", align_corners=False)
+        span = m.max() - m.min()
+        masks.append((m - m.min()) / span if span > 0 else torch.zeros_like(m))
+    return masks
+
+
+def test_scorecam_weights_are_softmax_of_masked_scores(gap_net, image_batch):
+    """Hand computation: upsample each channel, min-max scale, mask the input, score, softmax."""
     x = image_batch[:1]
-    A, _, _ = reference_capture(gap_net, x, "features", torch.tensor([2]))
-    scores = []
+    masks = reference_masks(gap_net, x, 2)
     with torch.no_grad():
-        for k in range(A.shape[1]):
-            m = F.interpolate(A[:, k : k + 1], size=x.shape[2:], mode="bilinear", align_corners=False)
-            span = m.max() - m.min()
-            m = (m - m.min()) / span if span > 0 else torch.zeros_like(m)
-            scores.append(gap_net(x * m)[0, 2])
+        scores = [gap_net(x * m)[0, 2] for m in masks]
     expected = torch.softmax(torch.stack(scores), 0)
     res = xw.explain(gap_net, x, "features", method="scorecam", target=2, batch_size=5)
     torch.testing.assert_close(res.weights[0], expected, rtol=1e-4, atol=1e-7)
 
 
 def test_iscam_integrates_the_mask(gap_net, image_batch):
-    import torch.nn.functional as F
-    from conftest import reference_capture
-
     x, n = image_batch[:1], 3
-    A, _, _ = reference_capture(gap_net, x, "features", torch.tensor([0]))
-    scores = []
+    masks = reference_masks(gap_net, x, 0)
     with torch.no_grad():
-        for k in range(A.shape[1]):
-            m = F.interpolate(A[:, k : k + 1], size=x.shape[2:], mode="bilinear", align_corners=False)
-            span = m.max() - m.min()
-            m = (m - m.min()) / span if span > 0 else torch.zeros_like(m)
-            scores.append(sum(gap_net(x * m * (i / n))[0, 0] for i in range(1, n + 1)) / n)
+        scores = [sum(gap_net(x * m * (i / n))[0, 0] for i in range(1, n + 1)) / n for m in masks]
     res = xw.explain(gap_net, x, "features", method="iscam", target=0, samples=n)
     torch.testing.assert_close(res.weights[0], torch.softmax(torch.stack(scores), 0), rtol=1e-4, atol=1e-7)

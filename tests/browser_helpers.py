@@ -1,0 +1,240 @@
+"""What the browser tests need besides the test logic: Chromium, servers run as process groups, and
+JavaScript that reads widget state out of the page.
+
+Nothing here imports Playwright, so the module imports everywhere; `test_browser.py` does.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "test-artifacts" / "browser"
+DOCS = REPO / "docs"
+DOCS_SCREENSHOT_BYTES = 500_000
+
+# Flags that keep a headless Chromium quiet and self-contained (no sandbox: we may run as root).
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def find_chromium() -> str | None:
+    """A Chromium or Chrome executable on this machine, or None."""
+    env = os.environ.get("XCAM_CHROMIUM")
+    if env and os.access(env, os.X_OK):
+        return env
+    if os.access("/usr/bin/chromium", os.X_OK):
+        return "/usr/bin/chromium"
+    for name in CHROMIUM_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def ensure_chromium(timeout: float = 900) -> tuple[str | None, str]:
+    """`(path, "")`, installing Debian's `chromium` with apt-get when it is missing and we are root;
+    `(None, why)` when it truly cannot be had."""
+    found = find_chromium()
+    if found:
+        return found, ""
+    if not shutil.which("apt-get"):
+        return None, "Chromium is not installed and this system has no apt-get to install it"
+    if os.geteuid() != 0:
+        return None, "Chromium is not installed and installing it needs root: run `sudo make browser-deps`"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    log = []
+    for command in (["apt-get", "install", "-y", "-q", "chromium"],
+                    ["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "chromium"]):
+        try:
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            log.append(f"{' '.join(command)}: {err}")
+            continue
+        log.append(f"{' '.join(command)}: exit {done.returncode} {done.stderr[-300:]}")
+        if done.returncode == 0 and command[1] == "install" and find_chromium():
+            return find_chromium(), ""
+    return None, "Chromium is not installed and `apt-get install -y chromium` failed: " + " | ".join(log)
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A command run in its own process group (so everything it spawns, kernels included, can be
+    stopped together), its output in a log file, `wait_until_up` polling an HTTP URL."""
+
+    def __init__(self, command: list[str], log_path: Path, cwd: Path, env: dict[str, str] | None = None):
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.command = command
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def wait_until_up(self, url: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.command[0]} exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    if response.status < 500:
+                        return
+            except urllib.error.HTTPError as err:
+                if err.code < 500:
+                    return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"{url} did not answer within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def log_tail(self, chars: int = 4000) -> str:
+        self._log.flush()
+        return self.log_path.read_bytes()[-chars:].decode("utf-8", "replace")
+
+    def stop(self, grace: float = 10) -> None:
+        """SIGTERM to the whole process group, SIGKILL to whatever is left after `grace` seconds."""
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+        try:  # kernels live in the same group and may outlive the server's own exit
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if self.process.poll() is None:
+            self.process.wait(5)
+        self._log.close()
+
+
+def lab_settings(settings_dir: Path) -> None:
+    """JupyterLab user settings for a test: no autosave (the notebook on disk stays as it is), every
+    cell kept in the DOM (no windowing), no news or update pop-ups over the page."""
+    overrides = {
+        "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
+        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
+                                                                             "checkForUpdates": False},
+    }
+    for name, values in overrides.items():
+        path = settings_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+
+
+def save_docs_screenshot(png: bytes, name: str, limit: int = DOCS_SCREENSHOT_BYTES) -> Path:
+    """Write a screenshot for the docs, reduced to a 256-colour palette (and then scaled down) until
+    it is under `limit` bytes."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    data = png
+    scale = 1.0
+    while len(data) >= limit:
+        shown = image if scale == 1.0 else image.resize((int(image.width * scale), int(image.height * scale)),
+                                                        Image.LANCZOS)
+        buffer = io.BytesIO()
+        shown.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+            buffer, format="PNG", optimize=True)
+        data = buffer.getvalue()
+        scale *= 0.85
+    path = DOCS / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+# --- JavaScript run in the page ----------------------------------------------------------------
+# The Explorer's root: the widget view that holds a dropdown labelled "method". Its overlay figure
+# is the Plotly plot whose last trace is the heatmap named "map".
+JS_FIND_EXPLORER = r"""
+() => {
+  const labelled = (root, text) => [...root.querySelectorAll('.widget-dropdown')]
+      .find(d => (d.querySelector('label')?.textContent || '').trim() === text);
+  const roots = [...document.querySelectorAll('.widget-vbox')].filter(v => labelled(v, 'method'));
+  // the outermost such box is the Explorer itself
+  const root = roots.find(r => !roots.some(o => o !== r && o.contains(r)));
+  if (root) root.setAttribute('data-test', 'explorer');
+  return !!root;
+}
+"""
+
+JS_HEATMAP = r"""
+() => {
+  const root = document.querySelector('[data-test="explorer"]');
+  if (!root) return null;
+  for (const plot of root.querySelectorAll('.js-plotly-plot')) {
+    const data = plot.data || [];
+    const heat = data[data.length - 1];
+    if (!heat || heat.type !== 'heatmap' || heat.name !== 'map') continue;
+    let z = heat.z, flat = [], rows = 0, cols = 0;
+    if (z && z.bdata !== undefined) {            // plotly's base64 typed-array encoding
+      flat = [z.dtype, z.shape, z.bdata]; rows = (z.shape || [0])[0];
+    } else if (ArrayBuffer.isView(z)) {
+      flat = Array.from(z); rows = 1; cols = flat.length;
+    } else if (Array.isArray(z)) {
+      rows = z.length;
+      for (const row of z) { const r = Array.from(row); cols = r.length; flat.push(...r); }
+    }
+    const title = plot.layout && plot.layout.title
+        ? (typeof plot.layout.title === 'string' ? plot.layout.title : plot.layout.title.text) : '';
+    const image = data.some(t => t.type === 'image');
+    const painted = plot.querySelectorAll('.heatmaplayer image, .heatmaplayer canvas, .hm').length > 0;
+    return {z: JSON.stringify(flat), rows, cols, title: title || '', image, painted,
+            max: flat.every(v => typeof v === 'number') ? Math.max(...flat) : null};
+  }
+  return null;
+}
+"""
+
+JS_STATUS = r"""
+() => {
+  // the Explorer's last row holds the status HTML (errors) and the progress bar
+  const root = document.querySelector('[data-test="explorer"]');
+  const rows = root ? [...root.children].filter(c => c.classList.contains('widget-hbox')) : [];
+  const last = rows[rows.length - 1];
+  const html = last ? last.querySelector('.widget-html-content') : null;
+  return html ? html.innerText.trim() : null;
+}
+"""
+
+JS_ERROR_OUTPUTS = r"""
+() => [...document.querySelectorAll(
+    '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"], ' +
+    '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.error"], .jp-RenderedText.jp-mod-error')]
+  .map(e => e.innerText).filter(t => t.trim())
+"""
+
+JS_SELECT = r"""
+([label, index]) => {
+  const root = document.querySelector('[data-test="explorer"]');
+  const box = [...root.querySelectorAll('.widget-dropdown')]
+      .find(d => (d.querySelector('label')?.textContent || '').trim() === label);
+  const select = box.querySelector('select');
+  return {options: [...select.options].slice(0, 8).map(o => o.textContent), value: select.value,
+          selected: select.options[select.selectedIndex]?.textContent || null};
+}
+"""

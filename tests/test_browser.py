@@ -1,0 +1,254 @@
+"""The whole thing in a real browser: JupyterLab and Voilà serve the notebooks, headless Chromium
+(driven by Playwright) runs them, and the Explorer is used through its own controls.
+
+Needs Chromium: when it is missing and we are root, the tests install Debian's package
+(`make browser-deps` does the same); they skip only when it cannot be had. Screenshots go to
+`test-artifacts/browser/`; `docs/explorer-*.png` are written when missing, or refreshed with
+XCAM_UPDATE_SCREENSHOTS=1.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from browser_helpers import (ARTIFACTS, CHROMIUM_ARGS, DOCS, JS_ERROR_OUTPUTS, JS_FIND_EXPLORER, JS_HEATMAP,
+                             JS_SELECT, JS_STATUS, REPO, Server, ensure_chromium, free_port, lab_settings,
+                             save_docs_screenshot)
+
+NOTEBOOK = "01_quickstart.ipynb"
+BIN = Path(sys.executable).parent
+EXPLORER_TIMEOUT = 240  # s: the first Explorer captures ~200 layers; a loaded 2-core machine is slow
+CHANGE_TIMEOUT = 90  # s: a new class needs one forward and backward pass
+UPDATE_DOCS = os.environ.get("XCAM_UPDATE_SCREENSHOTS") == "1"
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    path, why = ensure_chromium()
+    if path is None:
+        pytest.skip(why)
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser(chromium):
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is not installed; `make setup` installs the dev extra (pip install -e '.[dev]')")
+    with sync_playwright() as p:
+        user_data = ARTIFACTS / "chromium-profile"
+        shutil.rmtree(user_data, ignore_errors=True)
+        context = p.chromium.launch_persistent_context(
+            str(user_data), executable_path=chromium, headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
+        try:
+            yield context
+        finally:
+            context.close()
+            shutil.rmtree(user_data, ignore_errors=True)
+
+
+def _server_env(home: Path) -> dict[str, str]:
+    """A private Jupyter config, data and runtime dir: nothing from the user's own setup leaks in,
+    and nothing is left behind. The kernel spec comes from the venv (sys.prefix), as in `make lab`."""
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_DATA_DIR": str(home / "data"),
+           "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "IPYTHONDIR": str(home / "ipython"),
+           "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    env.pop("JUPYTER_PATH", None)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """JupyterLab on a free loopback port with a random token, serving a copy of `notebooks/`
+    (so nothing the browser does can touch the committed notebooks)."""
+    home = tmp_path_factory.mktemp("lab")
+    root = home / "root"
+    shutil.copytree(REPO / "notebooks", root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    lab_settings(home / "settings")
+    port, token = free_port(), secrets.token_hex(16)
+    command = [str(BIN / "jupyter"), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+               f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+               f"--LabApp.user_settings_dir={home / 'settings'}", f"--LabApp.workspaces_dir={home / 'workspaces'}",
+               "--ServerApp.open_browser=False", "--ServerApp.port_retries=0"]
+    if os.geteuid() == 0:
+        command.append("--allow-root")
+    server = Server(command, ARTIFACTS / "jupyterlab.log", cwd=root, env=_server_env(home))
+    try:
+        server.wait_until_up(f"http://127.0.0.1:{port}/api/status?token={token}")
+        yield f"http://127.0.0.1:{port}", token, server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def voila(tmp_path_factory):
+    """Voilà serving `notebooks/app.ipynb`, as `make app` does."""
+    home = tmp_path_factory.mktemp("voila")
+    port, token = free_port(), secrets.token_hex(16)
+    command = [str(BIN / "voila"), str(REPO / "notebooks" / "app.ipynb"), "--no-browser", "--Voila.ip=127.0.0.1",
+               f"--port={port}", f"--token={token}", "--show_tracebacks=True"]
+    server = Server(command, ARTIFACTS / "voila.log", cwd=REPO / "notebooks", env=_server_env(home))
+    try:
+        server.wait_until_up(f"http://127.0.0.1:{port}/voila/static/index.css")
+        yield f"http://127.0.0.1:{port}", token, server
+    finally:
+        server.stop()
+
+
+# --- helpers ------------------------------------------------------------------------------------
+def _shot(page, name: str) -> bytes:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)
+
+
+def _wait(page, predicate, what: str, timeout: float, server: Server | None = None, poll: float = 0.5):
+    """Poll `predicate()` until it returns something truthy; on timeout save a screenshot and fail
+    with the server's log."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            _shot(page, "timeout-" + what.replace(" ", "-"))
+            log = server.log_tail() if server else ""
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}.\nServer log:\n{log}")
+        page.wait_for_timeout(int(poll * 1000))
+
+
+def _heatmap(page) -> dict | None:
+    page.evaluate(JS_FIND_EXPLORER)
+    return page.evaluate(JS_HEATMAP)
+
+
+def _drawn_heatmap(page) -> dict | None:
+    """The Explorer's heatmap once it shows a computed map (the blank placeholder is 1x1 zeros)."""
+    heat = _heatmap(page)
+    return heat if heat and heat["rows"] > 1 and heat["title"] else None
+
+
+def _select(page, label: str, option_text: str | None = None, index: int | None = None) -> str:
+    """Choose an option of the Explorer's dropdown labelled `label`, as a user does: through its
+    <select>. Returns the chosen option's text."""
+    box = page.locator('[data-test="explorer"] .widget-dropdown').filter(
+        has=page.locator("label", has_text=label)).first
+    select = box.locator("select")
+    select.scroll_into_view_if_needed()
+    if option_text is not None:
+        select.select_option(label=option_text)
+        return option_text
+    text = select.locator("option").nth(index).text_content()
+    select.select_option(index=index)
+    return text
+
+
+def _settled(page, before: dict, expect_in_title: str):
+    """The heatmap after a change: a new z and a title that names the new state."""
+    heat = _drawn_heatmap(page)
+    if heat and heat["z"] != before["z"] and expect_in_title in heat["title"]:
+        return heat
+    return None
+
+
+def _no_errors(page) -> None:
+    errors = page.evaluate(JS_ERROR_OUTPUTS)
+    bad = [e for e in errors if "Traceback" in e or "Error" in e]
+    assert not bad, "error output in the page:\n" + "\n---\n".join(bad)
+    status = page.evaluate(JS_STATUS)
+    assert status == "", f"the Explorer's status shows an error: {status!r}"
+
+
+def _open(browser, url: str):
+    page = browser.new_page()
+    messages = []
+    page.on("console", lambda m: messages.append(f"{m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
+    page.goto(url, wait_until="domcontentloaded", timeout=120_000)
+    return page, messages
+
+
+def _change_method_and_class(page, server: Server, tag: str) -> list[dict]:
+    """Change the method, then the class, through the dropdowns; each must redraw the heatmap."""
+    before = _wait(page, lambda: _drawn_heatmap(page), "the heatmap", EXPLORER_TIMEOUT, server)
+    assert before["image"], "the overlay has no photo under the heatmap"
+    assert before["max"] is None or before["max"] > 0, "the first map is all zero"
+    _no_errors(page)
+    states = [before]
+
+    current = page.evaluate(JS_SELECT, ["method", 0])["selected"]
+    method = "LayerCAM" if current != "LayerCAM" else "Grad-CAM++"
+    _select(page, "method", option_text=method)
+    after_method = _wait(page, lambda: _settled(page, before, method), f"the {method} map", CHANGE_TIMEOUT, server)
+    states.append(after_method)
+    _shot(page, f"{tag}-method")
+
+    classes = page.evaluate(JS_SELECT, ["class", 0])
+    index = next(i for i, text in enumerate(classes["options"]) if text != classes["selected"] and i >= 1)
+    chosen = _select(page, "class", index=index)
+    class_name = chosen.rsplit(" (", 1)[0]  # "tabby (16.8%)" -> "tabby"
+    after_class = _wait(page, lambda: _settled(page, after_method, class_name), f"the map for {class_name}",
+                        CHANGE_TIMEOUT, server)
+    states.append(after_class)
+    _no_errors(page)
+    return states
+
+
+# --- the tests ----------------------------------------------------------------------------------
+def test_quickstart_runs_in_jupyterlab_and_the_explorer_responds(browser, lab):
+    base, token, server = lab
+    page, console = _open(browser, f"{base}/lab/tree/{NOTEBOOK}?token={token}")
+    try:
+        page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=120_000)
+        _wait(page, lambda: page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
+                                         "#jp-main-statusbar :text('Idle')").count() > 0,
+              "the kernel", 120, server)
+
+        # Run > Run All Cells, through the menu bar
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+
+        def all_done():
+            prompts = page.locator(".jp-CodeCell .jp-InputArea-prompt").all_inner_texts()
+            return prompts and all(p.strip().startswith("[") and p.strip()[1:-2].isdigit() for p in prompts)
+
+        _wait(page, all_done, "every cell to finish", EXPLORER_TIMEOUT + 120, server, poll=1)
+        page.evaluate(JS_FIND_EXPLORER)
+        page.locator('[data-test="explorer"]').scroll_into_view_if_needed()
+        states = _change_method_and_class(page, server, "jupyterlab")
+        explorer = page.locator('[data-test="explorer"]')
+        explorer.scroll_into_view_if_needed()
+        page.wait_for_timeout(500)
+        _shot(page, "jupyterlab-final")
+        png = explorer.screenshot(path=str(ARTIFACTS / "jupyterlab-explorer.png"))
+        if UPDATE_DOCS or not (DOCS / "explorer-jupyterlab.png").exists():
+            save_docs_screenshot(png, "explorer-jupyterlab.png")
+        assert len({s["z"] for s in states}) == 3, "method and class changes must each change the map"
+        assert not [m for m in console if "pageerror" in m], console
+    finally:
+        page.close()
+
+
+def test_app_mode_renders_the_explorer_in_voila(browser, voila):
+    base, token, server = voila
+    page, console = _open(browser, f"{base}/?token={token}")
+    try:
+        _wait(page, lambda: page.evaluate(JS_FIND_EXPLORER), "the Explorer", EXPLORER_TIMEOUT, server, poll=1)
+        states = _change_method_and_class(page, server, "voila")
+        assert len({s["z"] for s in states}) == 3
+        assert "def " not in page.inner_text("body") and "import xcam_widgets" not in page.inner_text("body"), \
+            "app mode must not show code"
+        page.wait_for_timeout(500)
+        png = _shot(page, "voila-final")
+        if UPDATE_DOCS or not (DOCS / "explorer-app.png").exists():
+            save_docs_screenshot(png, "explorer-app.png")
+        assert not [m for m in console if "pageerror" in m], console
+    finally:
+        page.close()
