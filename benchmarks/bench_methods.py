@@ -468,6 +468,12 @@ def render(rows: list[Row], info: dict[str, str], args: argparse.Namespace, devi
             "> **Quick run** (`--quick`): few repeats and a subset of the cases. A check that the script works, "
             "not reference figures; see the load average below.", "",
         ]
+    loaded = overloaded(info, "load average (1/5/15 min) at start") or overloaded(info, "load average (1/5/15 min) at end")
+    if loaded:
+        lines += [
+            f"> **Loaded machine**: a 1-minute load average of {loaded} on {info.get('cores available')} cores. Other "
+            "processes took CPU time during the run, so the times and their ratios are not reference figures.", "",
+        ]
     lines += ["## Machine", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in info.items()]
     lines += [
@@ -551,6 +557,15 @@ def render(rows: list[Row], info: dict[str, str], args: argparse.Namespace, devi
     return "\n".join(lines)
 
 
+def overloaded(info: dict[str, str], key: str) -> str | None:
+    """The 1-minute load average under `key` when it exceeds the core count, else None."""
+    try:
+        first = float(info[key].split("/")[0])
+        return f"{first:.2f}" if first > float(info["cores available"]) else None
+    except (KeyError, ValueError):
+        return None
+
+
 def machine_info(args: argparse.Namespace, device: torch.device, threads: int, load_start: str) -> dict[str, str]:
     info = {
         "CPU": f"{cpu_model()} ({platform.machine()})",
@@ -586,6 +601,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="models for Ablation-CAM (default resnet50,vgg16; quick vgg16; 'none' to skip)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: the core count)")
     parser.add_argument("--size", type=int, default=224, help="input side (default 224; other values only for smoke tests)")
+    parser.add_argument("--from-json", type=Path, default=None, metavar="JSON",
+                        help="measure nothing: re-write the Markdown report from a .json this script saved")
     args = parser.parse_args(argv)
     args.repeats = args.repeats or (2 if args.quick else 5)
     args.ablation_repeats = args.ablation_repeats or (1 if args.quick else 3)
@@ -601,12 +618,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"unknown model {name!r}; choose from {', '.join(LAYERS)}")
     if min(args.repeats, args.ablation_repeats, *args.batches) < 1 or args.warmup < 0:
         parser.error("repeats and batch sizes must be >= 1, warm-up >= 0")
+    args.out_given = args.out is not None
     args.out = args.out or ROOT / "benchmarks" / "results" / f"methods_{args.device}.md"
     return args
 
 
+def rerender(path: Path, out: Path | None) -> int:
+    """Re-write the Markdown report of a saved run (after a change to the report's layout)."""
+    raw = json.loads(path.read_text())
+    rows = [
+        Row(**{k: v for k, v in r.items() if k in Row.__dataclass_fields__ and k != "samples"},
+            samples=[Sample(**s) for s in r["samples"]])
+        for r in raw["rows"]
+    ]
+    saved = raw["args"]
+    args = argparse.Namespace(quick=saved["quick"], repeats=saved["repeats"], warmup=saved["warmup"],
+                              ablation_repeats=saved["ablation_repeats"])
+    device = torch.device(saved["device"])
+    out = out or path.with_suffix(".md")
+    out.write_text(render(rows, raw["info"], args, device, raw.get("rss_resettable", True)))
+    log(f"wrote {out} from {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.from_json is not None:
+        return rerender(args.from_json, args.out if args.out_given else None)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("--device cuda: no CUDA device is available", file=sys.stderr)
         return 2
@@ -641,7 +679,7 @@ def main(argv: list[str] | None = None) -> int:
         "info": info, "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "rows": [{**{k: v for k, v in asdict(r).items() if k != "samples"}, "median_s": r.median, "iqr_s": r.iqr,
                   "samples": [asdict(s) for s in r.samples]} for r in rows],
-        "verdicts": verdicts(rows),
+        "verdicts": verdicts(rows), "rss_resettable": memory.resettable,
     }
     args.out.with_suffix(".json").write_text(json.dumps(raw, indent=1) + "\n")
     log("")

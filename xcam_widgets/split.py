@@ -96,10 +96,12 @@ def _per_image(value: Any, image: int, rows: int, batch: int) -> Any:
 
 
 def _fx_tail(tail: TailGraph, x: torch.Tensor) -> Tail:
-    recorder = _FrontierRecorder(tail)
-    with torch.no_grad():
-        recorder.run(x)
-    values = [recorder.values[n] for n in tail.frontier]
+    values = []
+    if tail.frontier:  # one forward to record what the tail reads from before the layer
+        recorder = _FrontierRecorder(tail)
+        with torch.no_grad():
+            recorder.run(x)
+        values = [recorder.values[n] for n in tail.frontier]
     batch = x.shape[0]
 
     def run(acts: torch.Tensor, image: int) -> Any:
