@@ -1,52 +1,63 @@
 """Our maps against the two reference libraries (dev extras): pytorch-grad-cam (PyPI grad-cam 1.5.7,
 "pgc" below) and torchcam 0.5.0, for every method both we and they implement.
 
-What is compared, and where the definitions coincide
-----------------------------------------------------
-Models are torchvision classifiers with random, seeded weights; BatchNorm running statistics are set
-from one seeded random batch, because with default statistics the logits of mobilenet_v3_small and
-efficientnet_b0 are ~1e-10..1e-15 and the oracles' additive epsilons (1e-7, 1e-8) would dominate their
-normalised maps. Inputs are a seeded batch of 2 images at 64x64, target class 3.
+Setting
+-------
+torchvision classifiers with random, seeded weights (resnet18, vgg11, densenet121, mobilenet_v3_small,
+efficientnet_b0, convnext_tiny), a seeded batch of 2 images at 64x64, target class 3. Two adjustments,
+both seeded: BatchNorm running statistics are those of one random batch (with the default statistics
+the logits of mobilenet_v3_small and efficientnet_b0 are 1e-10..1e-15, where the oracles' additive
+epsilons would dominate), and ConvNeXt's layer scales are drawn from U(0.5, 1) instead of 1e-6 (every
+block is otherwise the identity). Parameters are frozen; the oracles get an input that requires grad.
+Score-CAM and Ablation-CAM run on `SmallNet` (6-12 channels, 24x24) and ResNet-18's layer4 at 32 px.
 
-* pgc computes every map in NumPy from the activations A and gradients G it hooked. We compare
-  - the channel weights, through `cam.get_cam_weights(...)`, where the method has them;
-  - the raw map before ReLU at the layer's resolution, through `cam.get_cam_image(...)`;
-  - their final [0, 1] map with (a) their own post-processing (`scale_cam_image`: ReLU, min-max with
-    +1e-7, cv2 bilinear resize, min-max again) applied to *our* raw map, and (b) our `res.map`.
-* torchcam returns low-resolution maps. With `normalized=False` it returns ReLU(raw) (raw itself for
-  CAM, which applies no ReLU); normalised, it is min-max with +1e-8 in the denominator. We compare the
-  unnormalised map with ReLU(our raw), the normalised one with the same min-max (+1e-8) of ReLU(our raw),
-  and the weights through the extractor's `_get_weights`.
+What is compared
+----------------
+* pgc computes every map in NumPy from the A and G it hooked. We compare its A, G and S_c with ours;
+  the channel weights its forward computed (`get_cam_weights`); its raw map before ReLU at the layer's
+  resolution (`get_cam_image`); and its final [0, 1] map with (a) its own post-processing
+  (`scale_cam_image`: ReLU, min-max with +1e-7, cv2 bilinear resize, min-max again) applied to *our*
+  raw map, and (b) our `res.map` (ReLU, bilinear with align_corners=False, min-max).
+* torchcam returns low-resolution maps: with `normalized=False`, ReLU(raw) (raw itself for CAM); else
+  min-max of it with +1e-8 in the denominator. We compare its weights (`_get_weights`), ReLU(our raw)
+  and the same min-max of it.
 
-Tolerances are relative to the scale of the reference: |ours - theirs| <= TOL * max|theirs|, TOL = 1e-5
-(float32 sums over hundreds of channels, in NumPy versus torch, differ at ~1e-7 relative).
+Tolerances: |ours - theirs| <= tol * max|theirs|, tol = TOL = 1e-5 (measured: <= 1e-6, most ~2e-7;
+many exactly 0). Looser, where float32 conditioning (not a definition) limits the agreement:
+* XGrad-CAM on layers with signed activations, 1e-4 (`xgradcam_tolerance`; measured 2e-5);
+* Eigen-CAM / EigenGrad-CAM, 1e-4: the first singular vector is as precise as the gap between the
+  first two singular values allows (measured 2.4e-5, efficientnet_b0);
+* Ablation-CAM on ResNet-18, 1e-4: pgc's drops are float32 differences of two logits, summed over
+  512 channels in the raw map; ours come in closed form (measured 4e-5).
 
 Layers are chosen so that no in-place op follows them. Both oracles keep the layer's output tensor
-itself; an in-place op after the layer (DenseNet's `F.relu(features.norm5, inplace=True)`, a
-Conv2d followed by `ReLU(inplace=True)`) rewrites it, so they see A after that op, while we keep A
-before it (`test_inplace_relu_after_layer_is_a_documented_difference`).
+itself; an in-place op after the layer (DenseNet's `F.relu(features.norm5, inplace=True)`, a Conv2d
+followed by `ReLU(inplace=True)`) rewrites it, so they see A after that op, while we keep A before it
+(`test_inplace_relu_after_layer_is_a_documented_difference`).
 
 Known definitional differences (documented here, tested where they vanish)
 -------------------------------------------------------------------------
-* XGrad-CAM: pgc divides by sum(A) + 1e-7, torchcam by sum(A) + 1e-8; we divide exactly (0 for an
-  all-zero channel). We therefore compare the eps-free numerators w_k * (sum A_k + eps) = sum A_k G_k,
-  and the maps.
+* XGrad-CAM: pgc divides by sum(A_k) + 1e-7, torchcam by sum(A_k) + 1e-8; we divide exactly (0 for an
+  all-zero channel). We compare the eps-free numerators w_k * (sum A_k + eps) = sum A_k G_k, and the
+  maps with their eps reproduced from our numbers (without it: up to 7e-5 of the scale).
 * Ablation-CAM: pgc's weights are (S - S_k) / S; ours divide by |S|. We compare the drops S - S_k and
-  weights up to sign(S). pgc ablates a channel by setting it to 0 only where the layer's minimum is
-  exactly 0 (a post-ReLU layer), otherwise to min - 1e7; so we compare on post-ReLU layers only.
+  the weights up to sign(S), with one image of each sign. pgc ablates a channel to 0 only where the
+  layer's minimum is exactly 0 (a post-ReLU layer), otherwise to min - 1e7: post-ReLU layers only.
 * Score-CAM masks: we and pgc upsample each channel, then min-max scale it; torchcam min-max scales at
   low resolution, then upsamples (align_corners=False). The two coincide when upsampling keeps the
-  extrema: at the input's resolution, for an odd integer factor (every source pixel is hit exactly), or
-  for a 2x2 grid (the corners). pgc upsamples with align_corners=True (`UpsamplingBilinear2d`), which
-  differs from ours except at the input's resolution. So: pgc on a full-resolution layer, torchcam on a
-  full-resolution layer and on a layer at 1/3 of the input's resolution. Softmax is invariant to
-  torchcam's subtraction of the baseline score.
-* Eigen-CAM / EigenGrad-CAM: pgc leaves the SVD sign arbitrary; we fix it. Compared up to sign.
+  extrema: at the input's resolution, for an odd integer factor (every source pixel is hit exactly),
+  or for a 2x2 grid (the corners). pgc upsamples with align_corners=True (`UpsamplingBilinear2d`),
+  which differs from ours except at the input's resolution. So: pgc on a full-resolution layer,
+  torchcam on it and on a layer at 1/3 of the input's resolution. Softmax is invariant to torchcam's
+  subtraction of the baseline score.
+* Eigen-CAM / EigenGrad-CAM: pgc leaves the SVD's sign arbitrary; we fix it. Compared up to sign.
 * CAM: torchcam applies no ReLU before its min-max; we do (the displayed map). Raw maps are compared.
 * Grad-CAM++ and Smooth Grad-CAM++: not compared (both oracles differ from the closed form, see
   landscape.md; torchcam's Smooth Grad-CAM++ also multiplies by ReLU of the *last* noisy sample's
-  gradient and uses absolute noise). SS-CAM and IS-CAM differ by definition (see the skipped tests),
-  so they are compared only in the limits where both reduce to Score-CAM.
+  gradient and uses absolute noise). SS-CAM and IS-CAM differ by definition (see the skipped tests);
+  they are compared only in the limits where both reduce to Score-CAM.
+
+`XCAM_ORACLE_REPORT=1 pytest -s tests/test_oracles.py` prints the measured differences.
 """
 from __future__ import annotations
 
@@ -58,7 +69,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 import torchvision
 from torch import nn
 
@@ -70,6 +80,7 @@ from pytorch_grad_cam.utils.image import scale_cam_image  # noqa: E402
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
 
 TOL = 1e-5
+EIGEN_TOL = 1e-4  # the first singular vector is as precise as the gap to the second allows
 TARGET = 3
 BATCH = 2
 SIZE = 64
@@ -170,16 +181,16 @@ def small_net() -> nn.Module:
 # Comparison helpers
 # ----------------------------------------------------------------------------------------------
 def _tensor(value) -> torch.Tensor:
-    return (value if isinstance(value, torch.Tensor) else torch.from_numpy(np.asarray(value))).double()
+    return (value.detach() if isinstance(value, torch.Tensor) else torch.from_numpy(np.asarray(value))).double()
 
 
 def assert_scaled_close(actual, expected, what: str, tol: float = TOL) -> float:
     """|actual - expected| <= tol * max|expected|; returns (and records) the relative difference."""
-    actual, expected = _tensor(actual).detach(), _tensor(expected).detach()
+    actual, expected = _tensor(actual), _tensor(expected)
     assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} vs {tuple(expected.shape)}"
     scale = float(expected.abs().max())
     assert scale > 0, f"{what}: the reference is all zeros, the comparison would prove nothing"
-    difference = float((actual - expected).abs().max().detach()) / scale
+    difference = float((actual - expected).abs().max()) / scale
     MEASURED[what] = max(difference, MEASURED.get(what, 0.0))
     torch.testing.assert_close(actual, expected, rtol=0, atol=tol * scale, msg=lambda m: f"{what}: {m}")
     return difference
@@ -373,13 +384,15 @@ def test_pgc_eigen_methods_up_to_sign(model_name, layer, method):
     whatever its SVD returns, ours is fixed, so the comparison is up to one sign per image."""
     res, ref = ours(model_name, layer, method), pgc_run(model_name, layer, method)
     sign = svd_sign(res.raw, ref.raw)
-    assert_scaled_close(res.raw.double() * sign[:, None, None], ref.raw, f"pgc raw {method} {model_name}", tol=1e-4)
-    signed = (res.raw.double() * sign[:, None, None]).float()
-    assert_unit_maps_close(pgc_postprocess(signed, (SIZE, SIZE)), ref.final, f"pgc final(our raw) {method} {model_name}", tol=1e-4)
+    signed = res.raw.double() * sign[:, None, None]
+    assert_scaled_close(signed, ref.raw, f"pgc raw {method} {model_name}", tol=EIGEN_TOL)
+    assert_unit_maps_close(pgc_postprocess(signed.float(), (SIZE, SIZE)), ref.final,
+                           f"pgc final(our raw) {method} {model_name}", tol=EIGEN_TOL)
     # Where pgc's sign agrees with ours, its final map is ours.
     same = sign > 0
     if same.any():
-        assert_scaled_close(res.map[same], ref.final[same.numpy()], f"pgc final vs our map {method} {model_name}", tol=1e-4)
+        assert_scaled_close(res.map[same], ref.final[same.numpy()], f"pgc final vs our map {method} {model_name}",
+                            tol=EIGEN_TOL)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -401,7 +414,9 @@ def torchcam_runs(model_name: str, layer: str) -> dict[str, SimpleNamespace]:
         for name, extractor in extractors.items():
             used: list = []
             get_weights = extractor._get_weights
-            extractor._get_weights = lambda *a, _get=get_weights, _used=used, **k: _used.append(_get(*a, **k)) or _used[-1]
+            extractor._get_weights = (
+                lambda *a, _get=get_weights, _used=used, **k: _used.append(_get(*a, **k)) or _used[-1]
+            )
             unnormalised = extractor(TARGET, scores, normalized=False, retain_graph=True)[0]
             results[name] = SimpleNamespace(weights=used[0][0], A=extractor.hook_a[0], unnormalised=unnormalised,
                                             normalised=extractor._normalize(unnormalised.clone()))
@@ -473,7 +488,8 @@ def _check_score_weights(res: xw.Explanation, ref: SimpleNamespace, what: str) -
     assert_scaled_close(res.weights, ref.weights, f"{what} weights")
     assert_scaled_close(res.raw.clamp(min=0), ref.unnormalised, f"{what} ReLU(raw)")
     # the softmax weights must not be uniform, or the test would not see the mask scores at all
-    assert float((ref.weights.amax(dim=1) - ref.weights.amin(dim=1)).min()) > 1e-2, f"{what}: ~uniform weights"
+    spread = (ref.weights.amax(dim=1) - ref.weights.amin(dim=1)) / ref.weights.amax(dim=1)
+    assert float(spread.min()) > 0.1, f"{what}: ~uniform weights"
 
 
 @pytest.mark.parametrize("layer", SCORE_LAYERS)
@@ -530,15 +546,16 @@ def test_pgc_scorecam_full_resolution_layer():
     assert_unit_maps_close(res.map, ref.final, "pgc scorecam small features.3 final vs our map")
 
 
-def _check_ablation(res: xw.Explanation, ref: SimpleNamespace, what: str) -> None:
+def _check_ablation(res: xw.Explanation, ref: SimpleNamespace, what: str, tol: float = TOL) -> None:
     """pgc: w = (S - S_k) / S; ours: (S - S_k) / |S|. Same drops, and weights equal up to sign(S)."""
     score = res.score.double()
     assert_scaled_close(score, ref.scores, f"{what} scores")
+    assert float(ref.weights.std()) > 0  # channels differ: the drops carry information
     their_drops = _tensor(ref.weights) * ref.scores[:, None]
-    assert_scaled_close(res.weights.double() * score.abs()[:, None], their_drops, f"{what} drops", tol=1e-4)
+    assert_scaled_close(res.weights.double() * score.abs()[:, None], their_drops, f"{what} drops", tol=tol)
     sign = torch.sign(score)[:, None]
-    assert_scaled_close(res.weights.double() * sign, ref.weights, f"{what} weights up to sign(S)", tol=1e-4)
-    assert_scaled_close(res.raw.double() * sign[:, :, None], ref.raw, f"{what} raw up to sign(S)", tol=1e-4)
+    assert_scaled_close(res.weights.double() * sign, ref.weights, f"{what} weights up to sign(S)", tol=tol)
+    assert_scaled_close(res.raw.double() * sign[:, :, None], ref.raw, f"{what} raw up to sign(S)", tol=tol)
 
 
 def test_pgc_ablationcam_tail_rerun():
@@ -555,14 +572,17 @@ def test_pgc_ablationcam_gap_head_closed_form():
     pgc really re-runs the network with each channel zeroed (32 px input: a 1x1 grid, 512 channels)."""
     ref = pgc_run("resnet18", "layer4", "ablationcam", size=32, batch_size=128)
     assert float(ref.A.min()) == 0.0
-    _check_ablation(ours("resnet18", "layer4", "ablationcam", size=32), ref, "pgc ablationcam resnet18 layer4")
+    # pgc's drops are float32 differences of two logits (~1e-7 |S| each), 512 of them in the raw map
+    _check_ablation(ours("resnet18", "layer4", "ablationcam", size=32), ref, "pgc ablationcam resnet18 layer4",
+                    tol=1e-4)
 
 
 @pytest.mark.heavy
 def test_pgc_ablationcam_resnet18_64px():
     """The same at 64 px (a 2x2 grid): 1024 full forward passes in pgc."""
     ref = pgc_run("resnet18", "layer4", "ablationcam", batch_size=128)
-    _check_ablation(ours("resnet18", "layer4", "ablationcam"), ref, "pgc ablationcam resnet18 layer4 64px")
+    _check_ablation(ours("resnet18", "layer4", "ablationcam"), ref, "pgc ablationcam resnet18 layer4 64px",
+                    tol=1e-4)
 
 
 @pytest.mark.heavy
@@ -578,8 +598,10 @@ def test_torchcam_scorecam_resnet18_2x2():
 # ----------------------------------------------------------------------------------------------
 def test_inplace_relu_after_layer_is_a_documented_difference():
     """DenseNet's `features.norm5` is followed by `F.relu(..., inplace=True)`. The oracles keep the
-    layer's output tensor, which that op rewrites: pgc's A is ReLU(A). Ours is the layer's output
-    before it (our hook hands a clone downstream). So on such layers the oracles' maps are not ours."""
+    layer's output tensor, which that op rewrites: pgc's A is ReLU(A), while its G equals ours (zero
+    where A < 0 in both). Ours is the layer's output before the ReLU (our hook hands a clone
+    downstream). So on such layers the oracles' maps are not ours: Grad-CAM's raw maps differ by ~70%
+    of their scale here. Neither is wrong; they explain different tensors."""
     model, x = _model_and_input("densenet121")
     kept = []
     handle = model.get_submodule("features.norm5").register_forward_hook(lambda m, i, o: kept.append(o.clone()))
@@ -592,11 +614,14 @@ def test_inplace_relu_after_layer_is_a_documented_difference():
     ref = pgc_run("densenet121", "features.norm5", "hirescam")
     assert float(before.min()) < 0  # the ReLU changes something
     torch.testing.assert_close(ref.A, before.clamp(min=0), rtol=0, atol=0)
+    torch.testing.assert_close(ref.G, our_capture("densenet121", "features.norm5")[1], rtol=0, atol=0)
     res = ours("densenet121", "features.norm5", "gradcam")
     torch.testing.assert_close(res.contributions, res.weights[:, :, None, None] * before, rtol=1e-6, atol=1e-7)
 
 
 def teardown_module(module):
+    for cached in (torchvision_model, small_net, ours, our_capture, pgc_run, torchcam_runs, torchcam_score_run):
+        cached.cache_clear()  # the models (VGG-11 alone holds 0.5 GB) are not needed by other modules
     if os.environ.get("XCAM_ORACLE_REPORT"):
         print("\nlargest relative differences (|ours - theirs| / max|theirs|):")
         for key in sorted(MEASURED):
