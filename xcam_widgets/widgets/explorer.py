@@ -235,7 +235,10 @@ class Explorer(W.VBox):
         methods, sums = zip(*frame["conservation"])
         with self.conservation.batch_update():
             self.conservation.data[0].x, self.conservation.data[0].y = methods, sums
-            self.conservation.layout.shapes[0].y0 = self.conservation.layout.shapes[0].y1 = float(res.score[0])
+            score = float(res.score[0])
+            self.conservation.layout.shapes[0].y0 = self.conservation.layout.shapes[0].y1 = score
+            self.conservation.layout.annotations[0].y = score
+            self.conservation.layout.annotations[0].text = f"S_c = {score:.3f}"
         for key, widget in (("sweep", self.sweep_box), ("grid", self.grid_box), ("compare", self.compare_box)):
             if key in frame:
                 titles, maps = frame[key]

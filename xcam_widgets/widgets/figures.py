@@ -58,6 +58,7 @@ def heatmap_trace(map_low: np.ndarray, image_size: tuple[int, int], *, opacity: 
     return go.Heatmap(
         z=z, **placement(z.shape, image_size), zmin=0, zmax=255, zsmooth="best",
         colorscale=threshold_colorscale(colorscale, threshold), opacity=opacity, showscale=showscale,
+        colorbar=dict(tickvals=[0, 64, 128, 191, 255], ticktext=["0", "0.25", "0.5", "0.75", "1"]),
         hovertemplate="pixel (%{x:.0f}, %{y:.0f})<br>map %{z}/255<extra></extra>", name="map",
     )
 
