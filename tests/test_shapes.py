@@ -117,7 +117,12 @@ def test_preprocess_accepts_pil_images_and_tensors(batch):
 
 @pytest.mark.parametrize(
     "image, error",
-    [(torch.rand(4, 64, 64), ValueError), (torch.rand(64, 64), ValueError), (torch.zeros(3, 64, 64, dtype=torch.uint8), TypeError), ([0.5], TypeError)],
+    [
+        (torch.rand(4, 64, 64), ValueError),
+        (torch.rand(64, 64), ValueError),
+        (torch.zeros(3, 64, 64, dtype=torch.uint8), TypeError),
+        ([0.5], TypeError),
+    ],
 )
 def test_preprocess_rejects_bad_images(image, error):
     with pytest.raises(error, match="image"):

@@ -6,8 +6,8 @@ from .nets import CAM_LAYER, SHAPES_MODELS, ShapesGAPNet, ShapesVGGNet, load_sha
 __all__ = [
     "CAM_LAYER",
     "IMAGE_SIZE",
-    "SHAPE_CLASSES",
     "SHAPES_MODELS",
+    "SHAPE_CLASSES",
     "ShapesBatch",
     "ShapesGAPNet",
     "ShapesVGGNet",

@@ -23,6 +23,7 @@ from .dataset import IMAGE_SIZE, SHAPE_CLASSES
 SHAPES_MODELS: tuple[str, ...] = ("shapes_gap", "shapes_vgg")
 CAM_LAYER = "features.block4"  # the last conv block of both nets
 MEAN, STD = 0.5, 0.25
+WIDTHS = (16, 32, 64, 64)  # channels of the four conv blocks
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
 
@@ -38,10 +39,10 @@ def _block(c_in: int, c_out: int, stride: int = 1, pool: bool = False) -> nn.Seq
     return nn.Sequential(layers)
 
 
-def _features(widths: tuple[int, int, int, int]) -> nn.Sequential:
+def _features() -> nn.Sequential:
     """Four blocks: 64x64 -> 32x32 (strided conv) -> 16x16 (max pool) -> 16x16 -> 16x16.
     The receptive field of `block4` is 25 pixels, about the size of the largest shape."""
-    w1, w2, w3, w4 = widths
+    w1, w2, w3, w4 = WIDTHS
     return nn.Sequential(
         OrderedDict(
             block1=_block(3, w1, stride=2),
@@ -56,29 +57,28 @@ class ShapesGAPNet(nn.Sequential):
     """features -> global average pooling -> linear: logits = W mean_xy(A) + b."""
 
     def __init__(self, num_classes: int = len(SHAPE_CLASSES)) -> None:
-        widths = (16, 32, 64, 64)
         super().__init__(
             OrderedDict(
-                features=_features(widths),
+                features=_features(),
                 pool=nn.AdaptiveAvgPool2d(1),
-                classifier=nn.Sequential(OrderedDict(flatten=nn.Flatten(), fc=nn.Linear(widths[-1], num_classes))),
+                classifier=nn.Sequential(OrderedDict(flatten=nn.Flatten(), fc=nn.Linear(WIDTHS[-1], num_classes))),
             )
         )
 
 
 class ShapesVGGNet(nn.Sequential):
-    """features -> 2x2 max pool -> flatten -> two ReLU/dropout fully connected layers -> linear."""
+    """features -> 4x4 max pool (a 4x4 grid, as VGG's last pool leaves 7x7 of 224x224) -> flatten ->
+    two fully connected layers with ReLU and dropout -> linear."""
 
-    def __init__(self, num_classes: int = len(SHAPE_CLASSES), hidden: int = 64, dropout: float = 0.3) -> None:
-        widths = (16, 32, 64, 32)
+    def __init__(self, num_classes: int = len(SHAPE_CLASSES), hidden: int = 128, dropout: float = 0.2) -> None:
         super().__init__(
             OrderedDict(
-                features=_features(widths),
-                pool=nn.MaxPool2d(2),
+                features=_features(),
+                pool=nn.MaxPool2d(4),
                 classifier=nn.Sequential(
                     OrderedDict(
                         flatten=nn.Flatten(),
-                        fc1=nn.Linear(widths[-1] * 8 * 8, hidden),
+                        fc1=nn.Linear(WIDTHS[-1] * 4 * 4, hidden),
                         relu1=nn.ReLU(),
                         drop1=nn.Dropout(dropout),
                         fc2=nn.Linear(hidden, hidden),
