@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.xcam-installed
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
-.PHONY: setup lab test test-heavy bench clean
+.PHONY: setup lab app browser-deps test test-heavy bench clean
 
 setup: $(STAMP)
 
@@ -20,7 +20,21 @@ $(STAMP): setup.cfg pyproject.toml
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab $(ROOT_FLAG) notebooks/01_quickstart.ipynb
 
-test: $(STAMP)
+# App mode: the Explorer alone, served by Voila on http://localhost:8866 (progressive rendering lets
+# the first map, drawn after the cell ends, reach the page live).
+app: $(STAMP)
+	$(VENV)/bin/voila notebooks/app.ipynb --progressive_rendering=True
+
+# The browser tests' system dependency: Debian's Chromium, installed when missing and we are root.
+# Never fails: without Chromium the browser tests skip and say why.
+browser-deps:
+	@if command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) \
+	    || echo "browser-deps: could not install chromium; the browser tests will skip"; \
+	else echo "browser-deps: chromium is missing (install it as root: apt-get install chromium); the browser tests will skip"; fi
+
+test: $(STAMP) browser-deps
 	$(PY) -m pytest
 
 test-heavy: $(STAMP)
