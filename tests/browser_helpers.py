@@ -60,7 +60,7 @@ def ensure_chromium(timeout: float = 900) -> tuple[str | None, str]:
     for command in (["apt-get", "install", "-y", "-q", "chromium"],
                     ["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "chromium"]):
         try:
-            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, check=False)
         except (OSError, subprocess.TimeoutExpired) as err:
             log.append(f"{' '.join(command)}: {err}")
             continue
@@ -85,7 +85,7 @@ class Server:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.command = command
         self.log_path = log_path
-        self._log = open(log_path, "wb")
+        self._log = open(log_path, "wb")  # noqa: SIM115 (open while the process runs; closed in stop())
         self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, start_new_session=True)
 
@@ -135,7 +135,8 @@ def lab_settings(settings_dir: Path) -> None:
     cell kept in the DOM (no windowing), no news or update pop-ups over the page."""
     overrides = {
         "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
-        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none",
+                                                                         "autoStartDefaultKernel": True},
         "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
                                                                              "checkForUpdates": False},
     }

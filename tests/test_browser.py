@@ -9,6 +9,7 @@ XCAM_UPDATE_SCREENSHOTS=1.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import sys
@@ -16,16 +17,40 @@ import time
 from pathlib import Path
 
 import pytest
-
-from browser_helpers import (ARTIFACTS, CHROMIUM_ARGS, DOCS, JS_ERROR_OUTPUTS, JS_FIND_EXPLORER, JS_HEATMAP,
-                             JS_SELECT, JS_STATUS, REPO, Server, ensure_chromium, free_port, lab_settings,
-                             save_docs_screenshot)
+from browser_helpers import (
+    ARTIFACTS,
+    CHROMIUM_ARGS,
+    DOCS,
+    JS_ERROR_OUTPUTS,
+    JS_FIND_EXPLORER,
+    JS_HEATMAP,
+    JS_SELECT,
+    JS_STATUS,
+    REPO,
+    Server,
+    ensure_chromium,
+    free_port,
+    lab_settings,
+    save_docs_screenshot,
+)
 
 NOTEBOOK = "01_quickstart.ipynb"
 BIN = Path(sys.executable).parent
 EXPLORER_TIMEOUT = 240  # s: the first Explorer captures ~200 layers; a loaded 2-core machine is slow
 CHANGE_TIMEOUT = 90  # s: a new class needs one forward and backward pass
+# As in `make app`. Progressive rendering runs the cells through the page's own kernel connection, so
+# the Explorer's first map (drawn by a background thread after the cell ends) reaches the page live.
+VOILA_FLAGS = ["--progressive_rendering=True"]
 UPDATE_DOCS = os.environ.get("XCAM_UPDATE_SCREENSHOTS") == "1"
+
+
+@pytest.fixture(scope="module")
+def artifacts() -> Path:
+    """This run's screenshots and server logs only."""
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir(parents=True)
+    return ARTIFACTS
+
 
 @pytest.fixture(scope="module")
 def chromium() -> str:
@@ -36,22 +61,20 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def browser(chromium):
+def browser(chromium, artifacts, tmp_path_factory):
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         pytest.fail("playwright is not installed; `make setup` installs the dev extra (pip install -e '.[dev]')")
     with sync_playwright() as p:
-        user_data = ARTIFACTS / "chromium-profile"
-        shutil.rmtree(user_data, ignore_errors=True)
+        user_data = tmp_path_factory.mktemp("chromium-profile")  # a fresh profile every run
         context = p.chromium.launch_persistent_context(
             str(user_data), executable_path=chromium, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
+            viewport={"width": 1280, "height": 1200}, device_scale_factor=1)
         try:
             yield context
         finally:
             context.close()
-            shutil.rmtree(user_data, ignore_errors=True)
 
 
 def _server_env(home: Path) -> dict[str, str]:
@@ -66,7 +89,7 @@ def _server_env(home: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+def lab(artifacts, tmp_path_factory):
     """JupyterLab on a free loopback port with a random token, serving a copy of `notebooks/`
     (so nothing the browser does can touch the committed notebooks)."""
     home = tmp_path_factory.mktemp("lab")
@@ -89,12 +112,12 @@ def lab(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def voila(tmp_path_factory):
+def voila(artifacts, tmp_path_factory):
     """Voilà serving `notebooks/app.ipynb`, as `make app` does."""
     home = tmp_path_factory.mktemp("voila")
     port, token = free_port(), secrets.token_hex(16)
     command = [str(BIN / "voila"), str(REPO / "notebooks" / "app.ipynb"), "--no-browser", "--Voila.ip=127.0.0.1",
-               f"--port={port}", f"--token={token}", "--show_tracebacks=True"]
+               f"--port={port}", f"--token={token}", "--show_tracebacks=True", *VOILA_FLAGS]
     server = Server(command, ARTIFACTS / "voila.log", cwd=REPO / "notebooks", env=_server_env(home))
     try:
         server.wait_until_up(f"http://127.0.0.1:{port}/voila/static/index.css")
@@ -106,6 +129,7 @@ def voila(tmp_path_factory):
 # --- helpers ------------------------------------------------------------------------------------
 def _shot(page, name: str) -> bytes:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")
     return page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)
 
 
@@ -132,14 +156,14 @@ def _heatmap(page) -> dict | None:
 def _drawn_heatmap(page) -> dict | None:
     """The Explorer's heatmap once it shows a computed map (the blank placeholder is 1x1 zeros)."""
     heat = _heatmap(page)
-    return heat if heat and heat["rows"] > 1 and heat["title"] else None
+    return heat if heat and heat["rows"] > 1 and heat["title"] and heat["painted"] else None
 
 
 def _select(page, label: str, option_text: str | None = None, index: int | None = None) -> str:
     """Choose an option of the Explorer's dropdown labelled `label`, as a user does: through its
     <select>. Returns the chosen option's text."""
     box = page.locator('[data-test="explorer"] .widget-dropdown').filter(
-        has=page.locator("label", has_text=label)).first
+        has=page.locator("label", has_text=re.compile(f"^{re.escape(label)}$"))).first
     select = box.locator("select")
     select.scroll_into_view_if_needed()
     if option_text is not None:
@@ -166,6 +190,20 @@ def _no_errors(page) -> None:
     assert status == "", f"the Explorer's status shows an error: {status!r}"
 
 
+def _kernel_idle(page) -> bool:
+    """The notebook's kernel is connected and idle (accepting the kernel dialog if one shows)."""
+    dialog = page.locator(".jp-Dialog button.jp-mod-accept")
+    if dialog.count():
+        dialog.first.click()
+    text = page.locator("#jp-main-statusbar").inner_text()
+    return "Idle" in text and "No Kernel" not in text
+
+
+def _text(value: str | None) -> str:
+    """ipywidgets writes option labels with non-breaking spaces."""
+    return (value or "").replace("\xa0", " ")
+
+
 def _open(browser, url: str):
     page = browser.new_page()
     messages = []
@@ -183,7 +221,7 @@ def _change_method_and_class(page, server: Server, tag: str) -> list[dict]:
     _no_errors(page)
     states = [before]
 
-    current = page.evaluate(JS_SELECT, ["method", 0])["selected"]
+    current = _text(page.evaluate(JS_SELECT, ["method", 0])["selected"])
     method = "LayerCAM" if current != "LayerCAM" else "Grad-CAM++"
     _select(page, "method", option_text=method)
     after_method = _wait(page, lambda: _settled(page, before, method), f"the {method} map", CHANGE_TIMEOUT, server)
@@ -192,7 +230,7 @@ def _change_method_and_class(page, server: Server, tag: str) -> list[dict]:
 
     classes = page.evaluate(JS_SELECT, ["class", 0])
     index = next(i for i, text in enumerate(classes["options"]) if text != classes["selected"] and i >= 1)
-    chosen = _select(page, "class", index=index)
+    chosen = _text(_select(page, "class", index=index))
     class_name = chosen.rsplit(" (", 1)[0]  # "tabby (16.8%)" -> "tabby"
     after_class = _wait(page, lambda: _settled(page, after_method, class_name), f"the map for {class_name}",
                         CHANGE_TIMEOUT, server)
@@ -207,13 +245,11 @@ def test_quickstart_runs_in_jupyterlab_and_the_explorer_responds(browser, lab):
     page, console = _open(browser, f"{base}/lab/tree/{NOTEBOOK}?token={token}")
     try:
         page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=120_000)
-        _wait(page, lambda: page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
-                                         "#jp-main-statusbar :text('Idle')").count() > 0,
-              "the kernel", 120, server)
+        _wait(page, lambda: _kernel_idle(page), "the kernel to start", 120, server)
 
         # Run > Run All Cells, through the menu bar
-        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
+        page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Run All Cells$")).click()
 
         def all_done():
             prompts = page.locator(".jp-CodeCell .jp-InputArea-prompt").all_inner_texts()
@@ -223,11 +259,10 @@ def test_quickstart_runs_in_jupyterlab_and_the_explorer_responds(browser, lab):
         page.evaluate(JS_FIND_EXPLORER)
         page.locator('[data-test="explorer"]').scroll_into_view_if_needed()
         states = _change_method_and_class(page, server, "jupyterlab")
-        explorer = page.locator('[data-test="explorer"]')
-        explorer.scroll_into_view_if_needed()
+        # the notebook as a user sees it: the Explorer's cell at the top of the window
+        page.locator('[data-test="explorer"]').evaluate("e => e.closest('.jp-Cell').scrollIntoView({block: 'start'})")
         page.wait_for_timeout(500)
-        _shot(page, "jupyterlab-final")
-        png = explorer.screenshot(path=str(ARTIFACTS / "jupyterlab-explorer.png"))
+        png = _shot(page, "jupyterlab-final")
         if UPDATE_DOCS or not (DOCS / "explorer-jupyterlab.png").exists():
             save_docs_screenshot(png, "explorer-jupyterlab.png")
         assert len({s["z"] for s in states}) == 3, "method and class changes must each change the map"
@@ -243,10 +278,12 @@ def test_app_mode_renders_the_explorer_in_voila(browser, voila):
         _wait(page, lambda: page.evaluate(JS_FIND_EXPLORER), "the Explorer", EXPLORER_TIMEOUT, server, poll=1)
         states = _change_method_and_class(page, server, "voila")
         assert len({s["z"] for s in states}) == 3
-        assert "def " not in page.inner_text("body") and "import xcam_widgets" not in page.inner_text("body"), \
-            "app mode must not show code"
+        assert page.locator(".jp-CodeCell .jp-InputArea-editor, .cm-editor").count() == 0, "app mode must not show code"
+        assert "import xcam_widgets" not in page.inner_text("body"), "app mode must not show code"
         page.wait_for_timeout(500)
-        png = _shot(page, "voila-final")
+        box = page.locator('[data-test="explorer"]').bounding_box()
+        png = page.screenshot(path=str(ARTIFACTS / "voila-final.png"),
+                              clip={"x": 0, "y": 0, "width": page.viewport_size["width"], "height": box["y"] + box["height"] + 16})
         if UPDATE_DOCS or not (DOCS / "explorer-app.png").exists():
             save_docs_screenshot(png, "explorer-app.png")
         assert not [m for m in console if "pageerror" in m], console

@@ -6,6 +6,12 @@
 `evaluate` runs `xcam_widgets.evaluate.evaluate`, writes the per-image table to `--out` (and the
 summary next to it as `<stem>.summary.csv`) and prints the summary: mean [95% CI] per metric
 (rows) and method × layer (columns). Bad arguments exit with status 2 and a message that names the argument.
+
+    xcam evaluate ... --engine ray [--address ray://head:10001] [--workers 8] --out results.csv
+
+runs the same evaluation on a pool of Ray actors (`pip install xcam-widgets[ray]`): on the cluster
+at `--address`, or on a local Ray started for the run. The batches are kept in `results.parts/`,
+and the same command run again after an interruption computes only what is missing there.
 """
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ from typing import Sequence
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .evaluate import METRICS
+    from .evaluate import ENGINES, METRICS
     from .methods import METHODS
 
     parser = argparse.ArgumentParser(prog="xcam", description="xcam-widgets: class activation maps for PyTorch.")
@@ -44,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: CUDA if available)")
     ev.add_argument("--random-weights", action="store_true", help="use randomly initialised weights (no download)")
     ev.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    ev.add_argument("--engine", choices=ENGINES, default="local",
+                    help="'local' (this process, the default) or 'ray' (a pool of Ray actors; pip install xcam-widgets[ray])")
+    ev.add_argument("--address", default=None,
+                    help="with --engine ray: a Ray cluster's address, e.g. auto or ray://head:10001 (default: start a local Ray)")
+    ev.add_argument("--workers", type=_positive, default=None,
+                    help="with --engine ray: Ray actors (default: one per GPU of the cluster, else one per CPU)")
     ev.set_defaults(run=_evaluate)
     return parser
 
@@ -59,8 +71,11 @@ def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .evaluate import evaluate, output_paths
     from .models import load_model
 
-    try:
-        bundle = load_model(args.model, pretrained=not args.random_weights, device=args.device)
+    ray = args.engine == "ray"
+    engine_options = {name: value for name, value in (("address", args.address), ("workers", args.workers))
+                      if value is not None}
+    try:  # with Ray, the model is loaded here on the CPU, shipped to the actors and moved to --device there
+        bundle = load_model(args.model, pretrained=not args.random_weights, device="cpu" if ray else args.device)
     except (ValueError, TypeError, OSError, RuntimeError) as err:  # unknown name, missing or offline weights
         hint = "" if args.random_weights or isinstance(err, (ValueError, TypeError)) else " (--random-weights needs no weights)"
         parser.exit(2, f"xcam evaluate: error: --model {args.model!r}: {err}{hint}\n")
@@ -68,9 +83,10 @@ def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         result = evaluate(
             bundle, args.images, args.methods, args.layers, target=args.target, metrics=args.metrics,
             batch_size=args.batch_size, progress=not args.no_progress, chunk_size=args.chunk_size,
-            steps=args.steps, tolerance=args.tolerance, out=args.out,
+            steps=args.steps, tolerance=args.tolerance, out=args.out, engine=args.engine,
+            device=args.device if ray else None, engine_options=engine_options or None,
         )
-    except (ValueError, TypeError, OSError) as err:  # bad methods, layers, images, target or --out
+    except (ValueError, TypeError, OSError, ImportError) as err:  # bad methods, layers, images, target, --out; no Ray
         parser.exit(2, f"xcam evaluate: error: {err}\n")
     print(format_summary(result.summary))
     if args.out is not None:

@@ -3,9 +3,10 @@
 `evaluate` gives a tidy per-image table, one row per image × method × layer, and a summary of
 means with 95% confidence intervals per method × layer. The work per batch is the pure function
 `evaluate_batch(bundle, batch, methods, layers, ...) -> list[dict]`: plain rows, no pandas, no
-I/O, so that another engine can reuse it unchanged. The local engine loops over batches; a Ray
-engine (`engine="ray"`: `map_batches` over image batches, resuming from what is already written)
-is planned and would call the same function.
+I/O, so that another engine can reuse it unchanged. The local engine loops over batches; the
+Ray engine (`engine="ray"`, `xcam_widgets.evaluate_ray`) maps the same function over image
+batches on a pool of Ray actors, writes one file per batch and resumes from what is already
+written. Both give the same table and summary.
 
 Columns of the table (only those of the requested metrics appear):
 
@@ -67,7 +68,7 @@ COLUMNS: Mapping[str, tuple[str, ...]] = {
 }
 ID_COLUMNS: tuple[str, ...] = ("image", "method", "layer", "class", "class_name", "score")
 BINARY_COLUMNS: tuple[str, ...] = ("increase", "pointing")
-ENGINES: tuple[str, ...] = ("local",)  # "ray" is planned
+ENGINES: tuple[str, ...] = ("local", "ray")
 TARGETS: tuple[str, ...] = ("label", "top1")
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".ppm", ".tif", ".tiff", ".webp")
 Z_95 = 1.959963984540054
@@ -207,15 +208,23 @@ class ShapesSource:
     def __len__(self) -> int:
         return len(self.data)
 
+    @property
+    def ids(self) -> list[int]:
+        return list(range(len(self.data)))
+
     def batches(self, batch_size: int) -> Iterator[ImageBatch]:
         for start in range(0, len(self.data), batch_size):
-            stop = min(start + batch_size, len(self.data))
-            yield ImageBatch(
-                ids=list(range(start, stop)),
-                x=self.preprocess(self.data.images[start:stop]),
-                labels=self.data.labels[start:stop, 0],
-                masks=self.data.masks[start:stop],
-            )
+            yield self.take(range(start, min(start + batch_size, len(self.data))))
+
+    def take(self, positions: Sequence[int]) -> ImageBatch:
+        """The images at `positions` (indices into the source, in that order) as one batch."""
+        index = torch.as_tensor(list(positions), dtype=torch.long)
+        return ImageBatch(
+            ids=index.tolist(),
+            x=self.preprocess(self.data.images[index]),
+            labels=self.data.labels[index, 0],
+            masks=self.data.masks[index],
+        )
 
 
 @dataclass(frozen=True)
@@ -231,14 +240,19 @@ class FolderSource:
 
     def batches(self, batch_size: int) -> Iterator[ImageBatch]:
         for start in range(0, len(self.paths), batch_size):
-            tensors = [self.preprocess(load_image(p)) for p in self.paths[start:start + batch_size]]
-            shapes = {tuple(t.shape) for t in tensors}
-            if len(shapes) > 1:
-                raise ValueError(
-                    f"the preprocess gives images of different shapes {sorted(shapes)}; "
-                    "use a preprocess that resizes or crops to a fixed size"
-                )
-            yield ImageBatch(ids=self.ids[start:start + batch_size], x=torch.stack(tensors))
+            yield self.take(range(start, min(start + batch_size, len(self.paths))))
+
+    def take(self, positions: Sequence[int]) -> ImageBatch:
+        """The images at `positions` (indices into the source, in that order) as one batch."""
+        positions = list(positions)
+        tensors = [self.preprocess(load_image(self.paths[i])) for i in positions]
+        shapes = {tuple(t.shape) for t in tensors}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"the preprocess gives images of different shapes {sorted(shapes)}; "
+                "use a preprocess that resizes or crops to a fixed size"
+            )
+        return ImageBatch(ids=[self.ids[i] for i in positions], x=torch.stack(tensors))
 
 
 def open_images(images: Images, preprocess: Callable) -> ShapesSource | FolderSource:
@@ -300,6 +314,7 @@ def evaluate(
     method_options: Mapping[str, Mapping[str, Any]] | None = None,
     preprocess: Callable | None = None,
     out: str | os.PathLike | None = None,
+    engine_options: Mapping[str, Any] | None = None,
 ) -> EvaluationResult:
     """Evaluate `methods` × `layers` on `images`; returns `(table, summary)` DataFrames.
 
@@ -317,15 +332,26 @@ def evaluate(
     - `steps`, `tolerance`: deletion / insertion steps and the pointing game's tolerance (px).
     - `method_options`: {method: {option: value}} passed to `explain`.
     - `out`: write the table to this CSV path and the summary next to it as `<stem>.summary.csv`.
+    - `engine`: "local" (this process) or "ray" (a pool of Ray actors, `pip install
+      xcam-widgets[ray]`): the same table and summary. The Ray engine also writes one file per
+      batch to `<stem>.parts/` beside `out`, and a rerun with the same `out` computes only the
+      images missing there; `device` is then the actors' device (None: each actor's GPU if it
+      has one, else CPU).
+    - `engine_options`: for "ray", `address` (a running cluster; None starts a local Ray),
+      `workers`, `gpus_per_worker`, `cpus_per_worker`, `max_retries` (`xcam_widgets.evaluate_ray`).
     """
     pd = _pandas()
     if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES} (a Ray engine is planned), got {engine!r}")
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "local" and engine_options:
+        raise ValueError(f"engine_options {sorted(engine_options)} apply to engine='ray' only")
     for value, name in ((batch_size, "batch_size"), (chunk_size, "chunk_size"), (steps, "steps")):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
-    bundle = _bundle(model_or_name, device, preprocess, images)
-    model = bundle.model
+    # The Ray engine's driver only checks arguments and resolves layers: a name loads on the CPU,
+    # and `device` is left to the actors.
+    on_driver = device if engine == "local" else ("cpu" if isinstance(model_or_name, str) else None)
+    bundle = _bundle(model_or_name, on_driver, preprocess, images)
     method_names = _methods(methods)
     options = _method_options(method_options, method_names)
     _check_target(target)
@@ -333,19 +359,28 @@ def evaluate(
     has_masks = isinstance(source, ShapesSource)
     chosen = _metrics(metrics, has_masks)
     layer_names = _layers(bundle, layers, source)
+    batch_options = dict(target=target, metrics=chosen, steps=steps, tolerance=tolerance, chunk_size=chunk_size,
+                         method_options=options)
+    columns = table_columns(chosen, has_masks)
+    description = f"{len(method_names)} method(s) × {len(layer_names)} layer(s)"
 
-    rows: list[dict] = []
-    from tqdm.auto import tqdm
+    if engine == "ray":
+        from .evaluate_ray import evaluate_on_ray
 
-    with tqdm(total=len(source), unit="img", disable=not progress,
-              desc=f"{len(method_names)} method(s) × {len(layer_names)} layer(s)") as bar:
-        for batch in source.batches(batch_size):
-            rows += evaluate_batch(
-                bundle, batch, method_names, layer_names, target=target, metrics=chosen, steps=steps,
-                tolerance=tolerance, chunk_size=chunk_size, method_options=options,
-            )
-            bar.update(len(batch))
-    table = pd.DataFrame(rows, columns=table_columns(chosen, has_masks))
+        table = evaluate_on_ray(
+            model_or_name if isinstance(model_or_name, str) else bundle, source, method_names, layer_names,
+            batch_options, columns, batch_size=batch_size, device=device, progress=progress, description=description,
+            out=out, fingerprint=_fingerprint(images, bundle.name), **dict(engine_options or {}),
+        )
+    else:
+        rows: list[dict] = []
+        from tqdm.auto import tqdm
+
+        with tqdm(total=len(source), unit="img", disable=not progress, desc=description) as bar:
+            for batch in source.batches(batch_size):
+                rows += evaluate_batch(bundle, batch, method_names, layer_names, **batch_options)
+                bar.update(len(batch))
+        table = pd.DataFrame(rows, columns=columns)
     summary = summarize(table)
     if out is not None:
         table_path, summary_path = output_paths(out)
@@ -437,6 +472,26 @@ def _bundle(model_or_name: Any, device: Any, preprocess: Callable | None, images
     if device is not None:
         bundle.model.to(device)
     return bundle
+
+
+def _fingerprint(images: Any, model: str) -> str:
+    """What identifies an evaluation's images and model, so that a resumed run can check that
+    its `out` holds the same one: the spec, path or file list, or a hash of a ShapesBatch's pixels."""
+    from .shapes.dataset import ShapesBatch
+
+    if isinstance(images, ShapesBatch):
+        import hashlib
+
+        digest = hashlib.sha1(images.images.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+        images = f"ShapesBatch({len(images)}, sha1={digest[:16]})"
+    elif isinstance(images, (str, os.PathLike)):
+        images = os.fspath(images)
+    else:
+        import hashlib
+
+        paths = [os.fspath(p) for p in images]
+        images = f"{len(paths)} files, sha1={hashlib.sha1(repr(paths).encode()).hexdigest()[:16]}"
+    return repr((model, images))
 
 
 def _is_shapes(images: Any) -> bool:

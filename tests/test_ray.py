@@ -1,0 +1,249 @@
+"""The Ray engine of the dataset runner: the local engine's table, faults, resuming.
+
+One local Ray (2 CPUs) serves the whole module: starting it takes seconds, and every
+evaluation starts its own actors (a process, torch, the model) on top of that."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import glob
+import os
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+import xcam_widgets as xw
+from xcam_widgets.cli import main
+from xcam_widgets.evaluate import ENGINES, evaluate
+from xcam_widgets.evaluate_ray import parts_folder
+from xcam_widgets.shapes import nets
+
+HAS_RAY = importlib.util.find_spec("ray") is not None
+needs_ray = pytest.mark.skipif(not HAS_RAY, reason="Ray is not installed (pip install xcam-widgets[ray])")
+
+LAYER = nets.CAM_LAYER
+METHODS = ["gradcam", "xgradcam", "ablationcam"]  # two gradient methods and a perturbation one
+N = 12
+BATCH = 4
+KWARGS = dict(methods=METHODS, layers=LAYER, steps=4, batch_size=BATCH, progress=False)
+FLOATS = dict(rtol=1e-4, atol=1e-5)  # float32 sums in another process, with other thread counts
+
+
+def random_bundle() -> xw.ModelBundle:
+    torch.manual_seed(0)
+    return xw.load_model("shapes_vgg", pretrained=False, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    if not HAS_RAY:
+        pytest.skip("Ray is not installed (pip install xcam-widgets[ray])")
+    import ray
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the hooks below, in the workers
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def local():
+    """The local engine's result on the same images, one torch thread as in the actors."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    bundle = random_bundle()
+    result = evaluate(bundle, f"shapes:{N}", **KWARGS)
+    torch.set_num_threads(threads)
+    return bundle, result
+
+
+# Hooks run in the actors before each batch (picklable: the module is pickled by value).
+
+class Log:
+    """Append each batch's image ids to a file, one JSON line per attempt."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __call__(self, ids):
+        with open(self.path, "a") as f:
+            f.write(json.dumps(ids) + "\n")
+
+
+class FailOnce:
+    """The first batch holding `image` raises a RuntimeError, or kills its worker process with
+    `crash`; the marker file, removed by the first try, makes it once across retries and actors."""
+
+    def __init__(self, marker, image, crash=False):
+        self.marker, self.image, self.crash = str(marker), image, crash
+
+    def __call__(self, ids):
+        if self.image not in ids:
+            return
+        try:
+            os.remove(self.marker)
+        except FileNotFoundError:
+            return
+        if self.crash:
+            os._exit(1)
+        raise RuntimeError(f"injected fault on image {self.image}")
+
+
+class StopAfter:
+    """The first `k` batches to start run; every later one waits until the driver has written
+    `k` parts to `folder`, then fails (a ValueError: not retried), as if the run stopped there."""
+
+    def __init__(self, k, tokens, folder):
+        self.k, self.tokens, self.folder = k, str(tokens), str(folder)
+
+    def __call__(self, ids):
+        for n in range(self.k):
+            try:
+                os.close(os.open(os.path.join(self.tokens, str(n)), os.O_CREAT | os.O_EXCL))
+                return
+            except FileExistsError:
+                pass
+        deadline = time.monotonic() + 60
+        while len(glob.glob(os.path.join(self.folder, "batch-*.parquet"))) < self.k and time.monotonic() < deadline:
+            time.sleep(0.05)
+        raise ValueError(f"stopped at images {ids}")
+
+
+class Hooks:
+    def __init__(self, *hooks):
+        self.hooks = hooks
+
+    def __call__(self, ids):
+        for hook in self.hooks:
+            hook(ids)
+
+
+def attempts(path) -> list[list]:
+    return [json.loads(line) for line in open(path)] if os.path.exists(path) else []
+
+
+def assert_same_as_local(table, summary, local_result):
+    """The local engine's table: same columns, dtypes and row order; values method by method."""
+    expected, expected_summary = local_result
+    assert list(table.columns) == list(expected.columns)
+    assert table.dtypes.to_dict() == expected.dtypes.to_dict()
+    assert not table.duplicated(["image", "method", "layer"]).any()
+    for method in METHODS:
+        got, want = (t[t["method"] == method].reset_index(drop=True) for t in (table, expected))
+        pd.testing.assert_frame_equal(got, want, **FLOATS, obj=method)
+    pd.testing.assert_frame_equal(table, expected, **FLOATS)  # the row order too
+    pd.testing.assert_frame_equal(summary, expected_summary, **FLOATS)
+
+
+@needs_ray
+def test_ray_table_equals_local_table(ray_instance, local, tmp_path):
+    bundle, expected = local
+    out = tmp_path / "results.csv"
+    table, summary = evaluate(bundle, f"shapes:{N}", engine="ray", out=out, engine_options={"workers": 2}, **KWARGS)
+    assert_same_as_local(table, summary, expected)
+    assert len(pd.read_csv(out)) == N * len(METHODS) and out.with_name("results.summary.csv").is_file()
+    parts = sorted(p.name for p in parts_folder(out).glob("batch-*.parquet"))
+    assert len(parts) == N // BATCH and parts[0].startswith("batch-000000000-")
+
+
+@needs_ray
+def test_a_failed_batch_and_a_dead_worker_are_retried_once(ray_instance, local, tmp_path):
+    bundle, expected = local
+    log = tmp_path / "attempts.jsonl"
+    raised, crashed = tmp_path / "raise.marker", tmp_path / "crash.marker"
+    raised.touch()
+    crashed.touch()
+    hook = Hooks(Log(log), FailOnce(raised, image=2), FailOnce(crashed, image=9, crash=True))
+    table, summary = evaluate(bundle, f"shapes:{N}", engine="ray", out=tmp_path / "r.csv",
+                              engine_options={"workers": 1, "batch_hook": hook}, **KWARGS)
+    assert not raised.exists() and not crashed.exists()  # both faults happened
+    tries = attempts(log)
+    assert sorted(map(tuple, tries)) == [(0, 1, 2, 3)] * 2 + [(4, 5, 6, 7)] + [(8, 9, 10, 11)] * 2
+    assert_same_as_local(table, summary, expected)
+
+
+@needs_ray
+def test_an_interrupted_run_resumes_with_only_the_missing_images(ray_instance, local, tmp_path):
+    bundle, expected = local
+    out = tmp_path / "results.csv"
+    folder = parts_folder(out)
+    tokens = tmp_path / "tokens"
+    tokens.mkdir()
+    with pytest.raises(ValueError, match="stopped at images"):  # the worker's error, as the local engine would raise it
+        evaluate(bundle, f"shapes:{N}", engine="ray", out=out, **KWARGS,
+                 engine_options={"workers": 2, "max_retries": 0, "batch_hook": StopAfter(1, tokens, folder)})
+    first = {p.name: p.stat() for p in folder.glob("batch-*.parquet")}
+    done = set(pd.concat([pd.read_parquet(folder / name) for name in first])["image"]) if first else set()
+    assert len(first) == 1 and len(done) == BATCH and not out.exists()
+
+    log = tmp_path / "attempts.jsonl"
+    table, summary = evaluate(bundle, f"shapes:{N}", engine="ray", out=out,
+                              engine_options={"workers": 1, "batch_hook": Log(log)}, **KWARGS)
+    computed = [image for ids in attempts(log) for image in ids]
+    assert sorted(computed) == sorted(set(range(N)) - done)  # each missing image once, nothing else
+    for name, stat in first.items():  # the first run's files are left as they were
+        again = (folder / name).stat()
+        assert (again.st_ino, again.st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns)
+    assert_same_as_local(table, summary, expected)
+
+    # Everything is there: a third run reads the parts and starts no actor.
+    log.unlink()
+    table, _ = evaluate(bundle, f"shapes:{N}", engine="ray", out=out,
+                        engine_options={"batch_hook": Log(log)}, **KWARGS)
+    assert not log.exists()
+    pd.testing.assert_frame_equal(table, expected[0], **FLOATS)
+    with pytest.raises(ValueError, match="another evaluation.*methods"):
+        evaluate(bundle, f"shapes:{N}", engine="ray", out=out, **{**KWARGS, "methods": ["gradcam"]})
+
+
+def test_cli_passes_the_engine_and_its_options(monkeypatch, tmp_path):
+    """`--engine ray --address --workers` reach `evaluate` (the engine itself is tested above;
+    an actor's start costs seconds); the model is loaded on the CPU and `--device` goes to the actors."""
+    ev = importlib.import_module("xcam_widgets.evaluate")  # the module: xcam_widgets.evaluate is the function
+
+    calls = []
+    monkeypatch.setattr(ev, "evaluate", lambda *args, **kwargs: calls.append((args, kwargs)) or ev.EvaluationResult(
+        pd.DataFrame(), pd.DataFrame()))
+    argv = ["evaluate", "--model", "shapes_gap", "--random-weights", "--images", "shapes:4", "--no-progress",
+            "--out", str(tmp_path / "r.csv")]
+    assert main(argv + ["--engine", "ray", "--address", "ray://head:10001", "--workers", "3", "--device", "cuda"]) == 0
+    args, kwargs = calls[-1]
+    assert kwargs["engine"] == "ray" and kwargs["device"] == "cuda"
+    assert kwargs["engine_options"] == {"address": "ray://head:10001", "workers": 3}
+    assert next(args[0].model.parameters()).device.type == "cpu"
+    assert main(argv) == 0
+    assert calls[-1][1]["engine"] == "local" and calls[-1][1]["engine_options"] is None
+
+
+def test_without_ray_the_error_says_how_to_install_it(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    monkeypatch.setitem(sys.modules, "ray.data", None)
+    bundle = random_bundle()
+    with pytest.raises(ImportError, match=r"pip install xcam-widgets\[ray\]"):
+        evaluate(bundle, "shapes:2", engine="ray", **{**KWARGS, "methods": ["gradcam"]})
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--model", "shapes_gap", "--random-weights", "--images", "shapes:2", "--engine", "ray",
+              "--no-progress"])
+    assert exit_info.value.code == 2
+    assert "pip install xcam-widgets[ray]" in capsys.readouterr().err
+
+
+def test_engine_options_are_checked():
+    assert ENGINES == ("local", "ray")
+    bundle = random_bundle()
+    cases = [
+        (dict(engine="local", engine_options={"workers": 2}), "engine='ray' only"),
+        (dict(engine="ray", engine_options={"wokers": 2}), "unknown option"),
+        (dict(engine="ray", engine_options={"workers": 0}), "workers"),
+        (dict(engine="ray", engine_options={"max_retries": -1}), "max_retries"),
+        (dict(engine="ray", engine_options={"gpus_per_worker": -1}), "gpus_per_worker"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(ValueError, match=message):
+            evaluate(bundle, "shapes:2", **{**KWARGS, **kwargs})
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--model", "shapes_gap", "--images", "shapes:2", "--address", "auto"])  # needs --engine ray
