@@ -193,7 +193,7 @@ JS_HEATMAP = r"""
     if (!heat || heat.type !== 'heatmap' || heat.name !== 'map') continue;
     let z = heat.z, flat = [], rows = 0, cols = 0;
     if (z && z.bdata !== undefined) {            // plotly's base64 typed-array encoding
-      flat = [z.dtype, z.shape, z.bdata]; rows = (z.shape || [0])[0];
+      flat = [z.dtype, String(z.shape), z.bdata]; rows = parseInt(String(z.shape || '0').split(',')[0], 10);
     } else if (ArrayBuffer.isView(z)) {
       flat = Array.from(z); rows = 1; cols = flat.length;
     } else if (Array.isArray(z)) {
@@ -230,12 +230,12 @@ JS_ERROR_OUTPUTS = r"""
 """
 
 JS_SELECT = r"""
-([label, index]) => {
+(label) => {
   const root = document.querySelector('[data-test="explorer"]');
   const box = [...root.querySelectorAll('.widget-dropdown')]
       .find(d => (d.querySelector('label')?.textContent || '').trim() === label);
   const select = box.querySelector('select');
-  return {options: [...select.options].slice(0, 8).map(o => o.textContent), value: select.value,
+  return {options: [...select.options].slice(0, 8).map(o => o.textContent),
           selected: select.options[select.selectedIndex]?.textContent || null};
 }
 """

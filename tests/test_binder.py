@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import ast
 import configparser
+import functools
+import json
+import os
 import re
+import subprocess
 import sys
 from importlib.metadata import PackageNotFoundError, distribution, packages_distributions
 from pathlib import Path
@@ -98,12 +102,17 @@ def imported_modules(path: Path) -> set[str]:
     return found - set(sys.stdlib_module_names) - {"__future__"}
 
 
+@functools.cache
+def _providers() -> dict[str, list[str]]:
+    return packages_distributions()  # scans every installed distribution: once per session
+
+
 def distributions_of(module: str) -> set[str]:
     """The distributions (canonical names) that provide a top-level import name, from this venv."""
     own = setup_cfg()["metadata"]["name"]
     if module == "xcam_widgets":
         return {canonicalize_name(own)}
-    return {canonicalize_name(d) for d in packages_distributions().get(module, [])}
+    return {canonicalize_name(d) for d in _providers().get(module, [])}
 
 
 def test_binder_installs_a_cpu_only_torch_and_the_package():
@@ -180,3 +189,18 @@ def test_the_binder_distributions_exist_here():
             distribution(req.name)
         except PackageNotFoundError:
             pytest.fail(f"{req.name} from binder/requirements.txt is not installed here; is the name right?")
+
+
+def test_post_build_turns_on_voila_progressive_rendering(tmp_path):
+    """binder/postBuild runs with repo2docker's `bash` and `python`, keeps existing server settings and
+    sets Voila's progressive rendering (the first map reaches the app page)."""
+    script = BINDER / "postBuild"
+    assert os.access(script, os.X_OK), "binder/postBuild must be executable (chmod +x)"
+    config = tmp_path / ".jupyter" / "jupyter_server_config.json"
+    config.parent.mkdir()
+    config.write_text(json.dumps({"ServerApp": {"iopub_data_rate_limit": 1e9}}))
+    env = {**os.environ, "HOME": str(tmp_path), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run(["bash", str(script)], env=env, cwd=REPO, check=True, timeout=60)
+    written = json.loads(config.read_text())
+    assert written["VoilaConfiguration"]["progressive_rendering"] is True
+    assert written["ServerApp"] == {"iopub_data_rate_limit": 1e9}

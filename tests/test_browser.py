@@ -221,14 +221,14 @@ def _change_method_and_class(page, server: Server, tag: str) -> list[dict]:
     _no_errors(page)
     states = [before]
 
-    current = _text(page.evaluate(JS_SELECT, ["method", 0])["selected"])
+    current = _text(page.evaluate(JS_SELECT, "method")["selected"])
     method = "LayerCAM" if current != "LayerCAM" else "Grad-CAM++"
     _select(page, "method", option_text=method)
     after_method = _wait(page, lambda: _settled(page, before, method), f"the {method} map", CHANGE_TIMEOUT, server)
     states.append(after_method)
     _shot(page, f"{tag}-method")
 
-    classes = page.evaluate(JS_SELECT, ["class", 0])
+    classes = page.evaluate(JS_SELECT, "class")
     index = next(i for i, text in enumerate(classes["options"]) if text != classes["selected"] and i >= 1)
     chosen = _text(_select(page, "class", index=index))
     class_name = chosen.rsplit(" (", 1)[0]  # "tabby (16.8%)" -> "tabby"

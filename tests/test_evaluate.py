@@ -164,9 +164,9 @@ def test_folder_of_images_uses_top1_and_skips_localisation(tmp_path):
 
 def test_bad_arguments_are_named():
     bundle = random_bundle()
-    with pytest.raises(ValueError, match="local"):
-        evaluate(bundle, "shapes:2", engine="ray", progress=False)
-    assert ENGINES == ("local",)
+    with pytest.raises(ValueError, match=r"engine must be one of \('local', 'ray'\), got 'spark'"):
+        evaluate(bundle, "shapes:2", engine="spark", progress=False)
+    assert ENGINES == ("local", "ray")
     cases = [
         (dict(methods=["nope"]), "unknown method"),
         (dict(layers="features.nope"), "not a submodule"),

@@ -39,6 +39,9 @@ def test_cache_invalidation_counts_forward_passes(counted):
     s.set_image(X.flip(-1))
     s.explanation("features.4", "xgradcam", 2)
     assert len(calls) == 3
+    top1 = s.predictions(1)[0].index  # the predictions' pass doubles as the top-1 class's capture
+    s.explanation("features.4", "gradcam", top1)
+    assert len(calls) == 4
 
 
 def test_session_results_equal_explain(counted):

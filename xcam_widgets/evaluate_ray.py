@@ -14,7 +14,7 @@ How it runs:
   each with `gpus_per_worker` GPUs (default: one per actor where the cluster has GPUs, and as
   many actors as GPUs; else one CPU per actor and as many actors as CPUs). Each actor loads
   the model once: by name with `xw.load_model` when `evaluate` was given a name, or else the
-  driver's `ModelBundle`, put once in Ray's object store, so that every actor has the same
+  driver's `ModelBundle`, shipped with the actors' arguments, so that every actor has the same
   weights (random weights included) and workers need no weight files. It moves the model to
   its own GPU (Ray's `CUDA_VISIBLE_DEVICES`) and calls `evaluate_batch`, unchanged, on each
   batch; the rows come back as JSON (floats round-trip exactly).
@@ -25,6 +25,9 @@ How it runs:
 - The table is read back from all the parts, without duplicates on (image, method, layer),
   and ordered as the local engine orders it (batches of `batch_size` in source order; in
   each, method, layer, image). The summary is `evaluate.summarize` of it.
+- One run at a time per `out`; on a cluster, the images must be readable from every node
+  (the shapes benchmark travels with the actors' arguments; a folder must be shared), and
+  xcam-widgets installed on every node (or in the runtime_env of the caller's `ray.init`).
 
 Faults and resuming:
 
@@ -124,17 +127,13 @@ def evaluate_on_ray(
 class BatchEvaluator:
     """The actors' callable class: the model loaded once, then `evaluate_batch` per image batch.
 
-    A call gets a Ray Data batch of rows {"batch": k, "positions": [...]} (one row with the
-    engine's one-batch blocks) and returns {"batch": k, "ids": JSON, "rows": JSON} per row."""
+    A call gets a Ray Data batch of rows {"positions": [...]} (one row, with the engine's
+    one-batch blocks) and returns {"ids": JSON, "rows": JSON} per row."""
 
     def __init__(
         self, model: Any, source: Any, methods: Sequence[str], layers: Sequence[str],
         batch_options: Mapping[str, Any], device: str | None, threads: int, batch_hook: Callable | None,
     ) -> None:
-        import ray
-
-        # Refs arrive wrapped in a tuple, so that Ray hands them over unresolved.
-        model, source = (ray.get(x[0]) if isinstance(x, tuple) else x for x in (model, source))
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"  # Ray sets CUDA_VISIBLE_DEVICES per actor
         if torch.device(device).type == "cpu":
@@ -151,17 +150,15 @@ class BatchEvaluator:
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         import numpy as np
 
-        numbers, ids, rows = [], [], []
-        for number, positions in zip(batch["batch"], batch["positions"]):
+        ids, rows = [], []
+        for positions in batch["positions"]:
             images = self.source.take([int(p) for p in np.asarray(positions).tolist()])
             if self.batch_hook is not None:
                 self.batch_hook(list(images.ids))
             result = evaluate_batch(self.bundle, images, self.methods, self.layers, **self.batch_options)
-            numbers.append(int(number))
             ids.append(json.dumps(images.ids))
             rows.append(json.dumps(result))  # NaN and the exact float values survive the round trip
-        return {"batch": np.array(numbers, dtype=np.int64), "ids": np.array(ids, dtype=object),
-                "rows": np.array(rows, dtype=object)}
+        return {"ids": np.array(ids, dtype=object), "rows": np.array(rows, dtype=object)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,18 +174,19 @@ def _run(
     from tqdm.auto import tqdm
 
     pd = _pandas()
-    plan = [{"batch": k, "positions": pending[start:start + batch_size]}
-            for k, start in enumerate(range(0, len(pending), batch_size))]
+    plan = [{"positions": pending[start:start + batch_size]} for start in range(0, len(pending), batch_size)]
     with _connected(ray, settings["address"]), _data_context(ray, settings["max_retries"]), _quiet():
         gpus_per_worker, workers = _pool_size(ray, settings, device)
-        shipped = model if isinstance(model, str) else (ray.put(_on_cpu(model)),)
+        # The bundle and the source go with the actors' constructor arguments, which Ray keeps for as
+        # long as the actors live (a restarted actor needs them again).
+        shipped = model if isinstance(model, str) else _on_cpu(model)
         dataset = _from_items(ray, plan).map_batches(
             BatchEvaluator,
             batch_size=1,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=workers),
             fn_constructor_kwargs=dict(
-                model=shipped, source=(ray.put(source),), methods=list(methods), layers=list(layers),
+                model=shipped, source=source, methods=list(methods), layers=list(layers),
                 batch_options=dict(batch_options), device=None if device is None else str(device),
                 threads=max(1, int(settings["cpus_per_worker"])), batch_hook=settings["batch_hook"],
             ),

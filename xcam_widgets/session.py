@@ -158,7 +158,10 @@ class Session:
             return self._captures.lookup(key)
         self.stats["capture"] += 1
         names = [info.name for info in self.layers]
-        return self._captures.store(key, capture(self.model, self.x, names, target))
+        result = self._captures.store(key, capture(self.model, self.x, names, target))
+        if target is None and result.scorer.classes is not None:  # the top-1 class is now known too
+            self._captures.store(("capture", int(result.scorer.classes[0])), result)
+        return result
 
     def explanation(self, layer: str, method: str, target: int | None = None,
                     progress: Progress | None = None, **options: Any) -> Explanation:
