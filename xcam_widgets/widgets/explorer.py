@@ -290,8 +290,12 @@ class Explorer(W.VBox):
     # --- figures --------------------------------------------------------------------------------
     def _build_figures(self) -> None:
         s = self.session
-        blank = np.zeros((1, 1), dtype=np.float32)
-        self.overlay = go.FigureWidget(figures.overlay_figure(s.display, blank, opacity=self.opacity.value))
+        # The first map goes into the figure itself: a page that connects later (Voilà, a reload)
+        # renders the widget's saved state, which nested FigureWidgets do not update afterwards.
+        first = s.explanation(self.layer.value, self.method.value, int(self.target.value))
+        self.overlay = go.FigureWidget(figures.overlay_figure(
+            s.display, low_res_map(first.raw), opacity=self.opacity.value,
+            title=f"{REGISTRY[self.method.value].title} · {self.layer.value} · {s.class_name(int(self.target.value))}"))
         top = s.predictions(self.top_k)
         self.predictions = go.FigureWidget(figures.predictions_figure([p.name for p in top], [p.probability for p in top]))
         self.conservation = go.FigureWidget(figures.conservation_figure([], [], 0.0))
