@@ -13,6 +13,10 @@ import time
 
 import pandas as pd
 import pytest
+
+# Ray's local cluster failed to start within its timeout on this 2-core machine when other jobs ran
+# beside it, and once hung in the resume test: run deliberately with `make test-heavy`.
+pytestmark = pytest.mark.heavy
 import torch
 
 import xcam_widgets as xw
@@ -173,9 +177,11 @@ def test_an_interrupted_run_resumes_with_only_the_missing_images(ray_instance, l
     folder = parts_folder(out)
     tokens = tmp_path / "tokens"
     tokens.mkdir()
-    with pytest.raises(ValueError, match="stopped at images"):  # the worker's error, as the local engine would raise it
+    # One worker: Ray Data may keep a failed run's actors alive in a Ray that the caller started
+    # (here, the fixture's), and the rerun needs the other CPU.
+    with pytest.raises(ValueError, match="stopped at images"):  # the worker's error, as the local engine raises it
         evaluate(bundle, f"shapes:{N}", engine="ray", out=out, **KWARGS,
-                 engine_options={"workers": 2, "max_retries": 0, "batch_hook": StopAfter(1, tokens, folder)})
+                 engine_options={"workers": 1, "max_retries": 0, "batch_hook": StopAfter(1, tokens, folder)})
     first = {p.name: p.stat() for p in folder.glob("batch-*.parquet")}
     done = set(pd.concat([pd.read_parquet(folder / name) for name in first])["image"]) if first else set()
     assert len(first) == 1 and len(done) == BATCH and not out.exists()
