@@ -40,7 +40,9 @@ def main() -> None:
         if i % 100 == 0:
             rows.append(("explain", i, *sample(args.device)))
         if i < args.calls:
-            xw.explain(torchvision_model, x, "layer3", method=METHODS[i % len(METHODS)], target=i % 10, batch_size=256)
+            method = METHODS[i % len(METHODS)]
+            options = {"batch_size": 256} if "batch_size" in xw.REGISTRY[method].options else {}
+            xw.explain(torchvision_model, x, "layer3", method=method, target=i % 10, **options)
     net = TinyVGGNet().eval().to(args.device)
     explorer = xw.Explorer(net, torch.randn(3, 16, 16, device=args.device), background=False)
     layers = [o[1] for o in explorer.layer.options]

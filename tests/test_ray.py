@@ -206,6 +206,28 @@ def test_an_interrupted_run_resumes_with_only_the_missing_images(ray_instance, l
         evaluate(bundle, f"shapes:{N}", engine="ray", out=out, **{**KWARGS, "methods": ["gradcam"]})
 
 
+@needs_ray
+def test_a_folder_of_images_gives_the_local_table(ray_instance, local, tmp_path, monkeypatch):
+    """String ids, files read by the actors (a relative folder: resolved for them), no masks."""
+    from PIL import Image
+
+    from xcam_widgets.shapes.dataset import make_shapes
+
+    bundle, _ = local
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, image in enumerate(make_shapes(3, seed=5).images):
+        Image.fromarray((image.permute(1, 2, 0) * 255).round().byte().numpy()).save(folder / f"img{i}.png")
+    monkeypatch.chdir(tmp_path)
+    kwargs = dict(methods=["gradcam"], layers=LAYER, metrics=["average_drop", "deletion"], steps=2, batch_size=2,
+                  progress=False)
+    expected, _ = evaluate(bundle, "imgs", **kwargs)
+    table, _ = evaluate(bundle, "imgs", engine="ray", out="r.csv", engine_options={"workers": 1}, **kwargs)
+    assert table["image"].tolist() == ["img0.png", "img1.png", "img2.png"]
+    assert table.dtypes.to_dict() == expected.dtypes.to_dict()
+    pd.testing.assert_frame_equal(table, expected, **FLOATS)
+
+
 def test_cli_passes_the_engine_and_its_options(monkeypatch, tmp_path):
     """`--engine ray --address --workers` reach `evaluate` (the engine itself is tested above;
     an actor's start costs seconds); the model is loaded on the CPU and `--device` goes to the actors."""
@@ -238,7 +260,7 @@ def test_without_ray_the_error_says_how_to_install_it(monkeypatch, capsys):
     assert "pip install xcam-widgets[ray]" in capsys.readouterr().err
 
 
-def test_engine_options_are_checked():
+def test_engine_options_are_checked(capsys):
     assert ENGINES == ("local", "ray")
     bundle = random_bundle()
     cases = [
@@ -251,5 +273,6 @@ def test_engine_options_are_checked():
     for kwargs, message in cases:
         with pytest.raises(ValueError, match=message):
             evaluate(bundle, "shapes:2", **{**KWARGS, **kwargs})
-    with pytest.raises(SystemExit):
-        main(["evaluate", "--model", "shapes_gap", "--images", "shapes:2", "--address", "auto"])  # needs --engine ray
+    with pytest.raises(SystemExit) as exit_info:  # --address without --engine ray
+        main(["evaluate", "--model", "shapes_gap", "--random-weights", "--images", "shapes:2", "--address", "auto"])
+    assert exit_info.value.code == 2 and "engine='ray' only" in capsys.readouterr().err

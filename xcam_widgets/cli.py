@@ -51,9 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--random-weights", action="store_true", help="use randomly initialised weights (no download)")
     ev.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     ev.add_argument("--engine", choices=ENGINES, default="local",
-                    help="'local' (this process, the default) or 'ray' (a pool of Ray actors; pip install xcam-widgets[ray])")
+                    help="'local' (this process, the default) or 'ray' (a pool of Ray actors; "
+                         "pip install xcam-widgets[ray])")
     ev.add_argument("--address", default=None,
-                    help="with --engine ray: a Ray cluster's address, e.g. auto or ray://head:10001 (default: start a local Ray)")
+                    help="with --engine ray: a Ray cluster's address, e.g. auto or ray://head:10001 "
+                         "(default: start a local Ray)")
     ev.add_argument("--workers", type=_positive, default=None,
                     help="with --engine ray: Ray actors (default: one per GPU of the cluster, else one per CPU)")
     ev.set_defaults(run=_evaluate)
@@ -92,6 +94,10 @@ def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.out is not None:
         table_path, summary_path = output_paths(args.out)
         print(f"\nwrote {len(result.table)} rows to {table_path} and the summary to {summary_path}")
+        if ray:
+            from .evaluate_ray import parts_folder
+
+            print(f"the batches are in {parts_folder(args.out)}: the same command resumes from them")
     return 0
 
 

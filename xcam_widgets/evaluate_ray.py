@@ -44,12 +44,18 @@ Faults and resuming:
 
 If Ray is already initialised (`ray.init(address=..., runtime_env=...)` by the caller) the
 engine uses that connection and leaves it open; otherwise it connects to `address`, or starts
-a local Ray when `address` is None, and shuts it down at the end.
+a local Ray when `address` is None, and shuts it down at the end. Ray Data releases a pool's
+actors by dropping its references to them; after a failed run in a Ray that the caller keeps
+open, they have been seen to stay alive (holding their CPUs or GPUs) until the session ends.
+
+Ray 2.60 deprecates `max_restarts` / `max_task_retries` as `map_batches` keywords (removal
+announced for 2.64) without a named replacement yet; the warning is silenced here.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import gc
 import hashlib
 import json
@@ -177,9 +183,12 @@ def _run(
     plan = [{"positions": pending[start:start + batch_size]} for start in range(0, len(pending), batch_size)]
     with _connected(ray, settings["address"]), _data_context(ray, settings["max_retries"]), _quiet():
         gpus_per_worker, workers = _pool_size(ray, settings, device)
+        workers = min(workers, len(plan))  # no actor without a batch to run
         # The bundle and the source go with the actors' constructor arguments, which Ray keeps for as
         # long as the actors live (a restarted actor needs them again).
         shipped = model if isinstance(model, str) else _on_cpu(model)
+        if isinstance(source, FolderSource):  # the actors' working directory may not be the driver's
+            source = dataclasses.replace(source, paths=[p.resolve() for p in source.paths])
         dataset = _from_items(ray, plan).map_batches(
             BatchEvaluator,
             batch_size=1,
@@ -286,7 +295,8 @@ def _quiet() -> Iterator[None]:
     `map_batches` keywords, for which Ray 2.60 has no named replacement yet."""
     import warnings
 
-    loggers = {"ray.data._internal.progress": logging.ERROR, "ray.data._internal.execution.streaming_executor": logging.WARNING}
+    loggers = {"ray.data._internal.progress": logging.ERROR,
+               "ray.data._internal.execution.streaming_executor": logging.WARNING}
     levels = {name: logging.getLogger(name).level for name in loggers}
     for name, level in loggers.items():
         logging.getLogger(name).setLevel(level)
@@ -431,7 +441,8 @@ def _read_table(pd: Any, folder: Path, ids: list, methods: Sequence[str], layers
 def _check_options(options: Mapping[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
-        raise ValueError(f"engine_options: unknown option(s) {unknown} for engine='ray'; accepted: {', '.join(OPTIONS)}")
+        raise ValueError(
+            f"engine_options: unknown option(s) {unknown} for engine='ray'; accepted: {', '.join(OPTIONS)}")
     settings = {"address": None, "workers": None, "gpus_per_worker": None, "cpus_per_worker": 1, "max_retries": 3,
                 "batch_hook": None, **options}
     address = settings["address"]
