@@ -120,7 +120,8 @@ def diagnose_context(ctx: MethodContext, method: str, options: dict[str, Any], b
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     spec = get_method(method)
     cap, name = ctx.capture, ctx.layer
-    parts = method_parts(spec, ctx.model, ctx.x, name, cap, None, options, ctx.progress)
+    # A model-aware method shares this context, so its tail is traced once for it and the drops.
+    parts = spec.compute(ctx, **options) if spec.uses_model else method_parts(spec, ctx.model, ctx.x, name, cap, None, options)
     res = assemble(spec, name, cap, parts, False, ctx.x.shape[2:])
     true = channel_drops(ctx, batch_size)
     bias = bias_term(ctx.model, ctx.x, name, cap.scorer)
