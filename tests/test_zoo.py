@@ -40,7 +40,7 @@ def offline_hub(tmp_path, monkeypatch):
 
 
 def test_exports():
-    assert models.__all__ == ["ModelBundle", "available_models", "load_model"]
+    assert models.__all__ == ["ModelBundle", "available_models", "load_checkpoint", "load_model"]
 
 
 def test_available_models():
