@@ -14,9 +14,6 @@ import time
 import pandas as pd
 import pytest
 
-# Ray's local cluster failed to start within its timeout on this 2-core machine when other jobs ran
-# beside it, and once hung in the resume test: run deliberately with `make test-heavy`.
-pytestmark = pytest.mark.heavy
 import torch
 
 import xcam_widgets as xw
@@ -27,6 +24,9 @@ from xcam_widgets.shapes import nets
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAS_RAY, reason="Ray is not installed (pip install xcam-widgets[ray])")
+# Tests that start a Ray cluster are heavy: its startup timed out on this 2-core machine when other jobs
+# ran beside it, and once hung in the resume test. Run them with `make test-heavy`.
+on_ray_cluster = pytest.mark.heavy
 
 LAYER = nets.CAM_LAYER
 METHODS = ["gradcam", "xgradcam", "ablationcam"]  # two gradient methods and a perturbation one
@@ -143,6 +143,7 @@ def assert_same_as_local(table, summary, local_result):
     pd.testing.assert_frame_equal(summary, expected_summary, **FLOATS)
 
 
+@on_ray_cluster
 @needs_ray
 def test_ray_table_equals_local_table(ray_instance, local, tmp_path):
     bundle, expected = local
@@ -154,6 +155,7 @@ def test_ray_table_equals_local_table(ray_instance, local, tmp_path):
     assert len(parts) == N // BATCH and parts[0].startswith("batch-000000000-")
 
 
+@on_ray_cluster
 @needs_ray
 def test_a_failed_batch_and_a_dead_worker_are_retried_once(ray_instance, local, tmp_path):
     bundle, expected = local
@@ -170,6 +172,7 @@ def test_a_failed_batch_and_a_dead_worker_are_retried_once(ray_instance, local, 
     assert_same_as_local(table, summary, expected)
 
 
+@on_ray_cluster
 @needs_ray
 def test_an_interrupted_run_resumes_with_only_the_missing_images(ray_instance, local, tmp_path):
     bundle, expected = local
@@ -206,6 +209,7 @@ def test_an_interrupted_run_resumes_with_only_the_missing_images(ray_instance, l
         evaluate(bundle, f"shapes:{N}", engine="ray", out=out, **{**KWARGS, "methods": ["gradcam"]})
 
 
+@on_ray_cluster
 @needs_ray
 def test_a_folder_of_images_gives_the_local_table(ray_instance, local, tmp_path, monkeypatch):
     """String ids, files read by the actors (a relative folder: resolved for them), no masks."""
