@@ -24,9 +24,9 @@ from xcam_widgets.shapes import nets
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAS_RAY, reason="Ray is not installed (pip install xcam-widgets[ray])")
-# Tests that start a Ray cluster are heavy: its startup timed out on this 2-core machine when other jobs
-# ran beside it, and once hung in the resume test. Run them with `make test-heavy`.
-on_ray_cluster = pytest.mark.heavy
+# Tests on the module's Ray instance: each starts actors (a process, torch, the model), 10-20 s on a
+# 2-core machine. A hang (a lost actor, a wait that never ends) fails its test after 4 minutes.
+on_ray_cluster = pytest.mark.timeout(240)
 
 LAYER = nets.CAM_LAYER
 METHODS = ["gradcam", "xgradcam", "ablationcam"]  # two gradient methods and a perturbation one

@@ -1,6 +1,9 @@
 """The tail after a layer, channel drops, Ablation-CAM and the GAP-linear identities."""
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 import torch
 import torchvision
@@ -11,7 +14,9 @@ from xcam_widgets.capture import capture
 from xcam_widgets.methods.context import MethodContext
 from xcam_widgets.methods.perturbation import channel_drops
 from xcam_widgets.model_state import evaluation_mode
-from xcam_widgets.split import gap_linear_head
+from conftest import TinyVGGNet
+from xcam_widgets import split
+from xcam_widgets.split import TailGraph, gap_linear_head
 
 
 def brute_force_drops(model: nn.Module, x: torch.Tensor, layer: str, cls: int) -> torch.Tensor:
@@ -94,6 +99,32 @@ def test_untraceable_model_falls_back_and_stays_correct():
     drops, traced = drops_via_engine(net, x, "body.1", 0)
     assert traced is False
     torch.testing.assert_close(drops, brute_force_drops(net, x, "body.1", 0), rtol=1e-4, atol=1e-5)
+
+
+def test_traces_are_reused_until_the_structure_changes(vgg_net, image_batch, monkeypatch):
+    """One trace per (model, layer); replacing a submodule retraces, and the drops follow the new
+    module (a stale trace would still run the old one)."""
+    traces = []
+    real = split._trace_tail
+    monkeypatch.setattr(split, "_trace_tail", lambda *args: traces.append(args[1]) or real(*args))
+    first, _ = drops_via_engine(vgg_net, image_batch, "features.2", 1, use_head=False)
+    again, _ = drops_via_engine(vgg_net, image_batch, "features.2", 1, use_head=False)
+    assert traces == ["features.2"] and torch.equal(first, again)
+    torch.manual_seed(5)
+    vgg_net.classifier[3] = nn.Linear(32, 5)
+    drops, traced = drops_via_engine(vgg_net, image_batch, "features.2", 1, use_head=False)
+    assert traces == ["features.2"] * 2 and traced is True
+    torch.testing.assert_close(drops, brute_force_drops(vgg_net, image_batch, "features.2", 1), rtol=1e-4, atol=1e-5)
+
+
+def test_a_cached_trace_does_not_keep_the_model_alive():
+    net = TinyVGGNet().eval()
+    xw.explain(net, torch.randn(1, 3, 16, 16), "features.4", method="ablationcam", target=0)
+    assert isinstance(split._TRACES[net]["features.4"][1], TailGraph)
+    alive = weakref.ref(net)
+    del net
+    gc.collect()
+    assert alive() is None
 
 
 def test_gap_linear_closed_form_equals_re_run(gap_net, image_batch):

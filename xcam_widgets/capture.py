@@ -100,7 +100,7 @@ def capture(
         output, recorders = run_hooked(model, x, resolved)
         scorer = scorer or make_scorer(target, output)
         score = scorer(output, rows_of)
-        check_scores(score, x.shape[0])
+        check_score_shape(score, x.shape[0])
         outputs = [rec.output for rec in recorders]
         missing = [rec.name for rec in recorders if rec.output is None]
         if missing:
@@ -108,6 +108,7 @@ def capture(
         if not score.requires_grad:
             raise ValueError("the score does not depend on the chosen layer(s) through autograd")
         grads = torch.autograd.grad(score.sum(), outputs, allow_unused=True)
+    check_finite_scores(score)  # after the backward pass: on a GPU, checking reads the score back and waits
     activations, gradients = {}, {}
     for rec, act, grad in zip(recorders, outputs, grads):
         if grad is None:
@@ -120,10 +121,14 @@ def capture(
     )
 
 
-def check_scores(score: torch.Tensor, batch: int) -> None:
-    """The score must be `[B]` and finite: a NaN score would silently give a NaN map."""
+def check_score_shape(score: torch.Tensor, batch: int) -> None:
+    """The score must be `[B]`: one number per image."""
     if score.shape != (batch,):
         raise ValueError(f"the target score has shape {tuple(score.shape)}, expected [{batch}]")
+
+
+def check_finite_scores(score: torch.Tensor) -> None:
+    """The score must be finite: a NaN score would silently give a NaN map."""
     if not torch.isfinite(score).all():
         bad = int((~torch.isfinite(score)).nonzero()[0])
         raise ValueError(f"the target score of image {bad} is {score[bad].item()}: the model output is not finite")

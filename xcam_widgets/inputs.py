@@ -1,13 +1,15 @@
 """Checks on the input tensor, done before anything runs."""
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
 
 def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     """Device and floating dtype of the model's first parameter (CPU float32 for a parameter-free model)."""
-    for tensor in list(model.parameters()) + list(model.buffers()):
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
         if tensor.dtype.is_floating_point:
             return tensor.device, tensor.dtype
     return torch.device("cpu"), torch.float32

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Iterator
 
 import torch
@@ -21,6 +22,9 @@ def hook_counts(model: nn.Module) -> dict[str, int]:
         attr: sum(len(getattr(m, attr, {})) for m in model.modules()) for attr in _HOOK_DICTS
     }
 
+# Ids of the models that an enclosing `evaluation_mode` of this thread already holds.
+_HELD: ContextVar[frozenset[int]] = ContextVar("xcam_models_in_evaluation_mode", default=frozenset())
+
 
 @contextmanager
 def evaluation_mode(model: nn.Module) -> Iterator[nn.Module]:
@@ -28,16 +32,30 @@ def evaluation_mode(model: nn.Module) -> Iterator[nn.Module]:
     parameter's `requires_grad` flag, also when the body raises.
 
     Eval mode makes a map depend on its own image only: BatchNorm uses running statistics and
-    dropout is off.
+    dropout is off. Nested calls for the same model cost nothing: the outermost one restores.
     """
-    training = [(m, m.training) for m in model.modules()]
+    held = _HELD.get()
+    if id(model) in held:
+        with torch.enable_grad():
+            yield model
+        return
+    token = _HELD.set(held | {id(model)})
+    training = [m for m in model.modules() if m.training]
     requires_grad = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()
+    if training:  # `eval()` rather than the flags: a module may override `train`
+        model.eval()
     try:
         with torch.enable_grad():
             yield model
     finally:
-        for module, flag in training:
-            module.training = flag
+        _HELD.reset(token)
+        # Only flags that differ are written back: nn.Module's setattr is slow, and a model in eval
+        # mode with untouched parameters (the common case) then costs one walk over its modules.
+        for module in model.modules():
+            if module.training:
+                module.training = False
+        for module in training:
+            module.training = True
         for param, flag in requires_grad:
-            param.requires_grad_(flag)
+            if param.requires_grad != flag:
+                param.requires_grad_(flag)
