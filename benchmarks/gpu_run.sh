@@ -19,4 +19,4 @@ timeout 160 python3 benchmarks/bench_evaluate.py --device cuda --out "$OUT/evalu
 # 4. The rest of the suite on this machine's Python and torch (the notebooks, browser, Binder and
 #    Ray tests need packages that are not here).
 timeout 120 python3 -m pytest -q -p no:cacheprovider -n 8 tests --ignore=tests/test_notebooks.py \
-  --ignore=tests/test_browser.py --ignore=tests/test_binder.py --ignore=tests/test_ray.py 2>&1 | tail -n 25 | tee "$OUT/suite.log"
+  --ignore=tests/test_browser.py --ignore=tests/test_binder.py --ignore=tests/test_ray.py -rfE 2>&1 | tail -n 40 | tee "$OUT/suite.log"

@@ -97,17 +97,15 @@ def test_model_state_is_restored_on_cuda_also_after_an_error():
 def test_gpu_memory_returns_to_its_level_between_calls():
     _, net, layer = twin_nets("vgg")
     methods = ["xgradcam", "gradcam++", "ablationcam", "scorecam", "eigencam"]
-    for method in methods:  # warm-up: the caching allocator's pools, cuDNN's workspaces
-        xw.explain(net, X, layer, method=method, target=1)
-    gc.collect()
-    torch.cuda.synchronize()
-    level = torch.cuda.memory_allocated()
-    for i in range(40):
-        result = xw.explain(net, X, [layer, "features.1"], method=methods[i % len(methods)], target=i % 5)
-        del result
-    gc.collect()
-    torch.cuda.synchronize()
-    assert torch.cuda.memory_allocated() == level
+    def run(calls: int) -> int:
+        for i in range(calls):
+            xw.explain(net, X, [layer, "features.1"], method=methods[i % len(methods)], target=i % 5)
+        gc.collect()
+        torch.cuda.synchronize()
+        return torch.cuda.memory_allocated()
+
+    level = run(10)  # warm-up: the caching allocator's pools, cuDNN's workspaces, cached traces
+    assert run(40) <= level  # never above (two H100 runs of an earlier version ended 100-200 KB below)
 
 
 def test_a_gradient_map_waits_for_the_gpu_only_at_its_two_checks():

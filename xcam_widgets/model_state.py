@@ -40,22 +40,21 @@ def evaluation_mode(model: nn.Module) -> Iterator[nn.Module]:
             yield model
         return
     token = _HELD.set(held | {id(model)})
-    training = [m for m in model.modules() if m.training]
-    requires_grad = [(p, p.requires_grad) for p in model.parameters()]
-    if training:  # `eval()` rather than the flags: a module may override `train`
+    modules = list(model.modules())
+    training = [m.training for m in modules]
+    requires_grad = [(p, p.requires_grad) for m in modules for p in m._parameters.values() if p is not None]
+    if any(training):  # `eval()` rather than the flags: a module may override `train`
         model.eval()
     try:
         with torch.enable_grad():
             yield model
     finally:
         _HELD.reset(token)
-        # Only flags that differ are written back: nn.Module's setattr is slow, and a model in eval
-        # mode with untouched parameters (the common case) then costs one walk over its modules.
-        for module in model.modules():
-            if module.training:
-                module.training = False
-        for module in training:
-            module.training = True
+        # Only flags that differ are written back: nn.Module's setattr is slow, and for a model in
+        # eval mode with untouched parameters (the common case) nothing is written.
+        for module, flag in zip(modules, training):
+            if module.training != flag:
+                module.training = flag
         for param, flag in requires_grad:
             if param.requires_grad != flag:
                 param.requires_grad_(flag)

@@ -65,6 +65,8 @@ def class_indices(target: Target, logits: torch.Tensor) -> torch.Tensor:
     bad = [v for v in values if not 0 <= v < classes]
     if bad:
         raise ValueError(f"target class {bad[0]} is out of range: the model has {classes} classes (0..{classes - 1})")
+    if len(set(values)) == 1:  # a fill on the device: copying a list there would wait for the GPU
+        return torch.full((batch,), values[0], device=logits.device, dtype=torch.long)
     return torch.tensor(values, device=logits.device, dtype=torch.long)
 
 
