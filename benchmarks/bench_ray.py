@@ -342,6 +342,10 @@ def projection(r: dict[str, Any]) -> list[str]:
     batch_gpu_s = 32 * per_image / gpu  # a batch of 32 ImageNet images on one GPU
     lines = [
         "## Projection: ImageNet validation (50,000 images), 7 methods, N GPUs", "",
+        "> **Since measured on a GPU:** `evaluate_cuda.md` (`bench_evaluate.py`) timed the runner itself on an "
+        "H100 (resnet50 `layer4`, JPEGs decoded, every metric but localisation): 0.134 s per image for the 7 "
+        "single-pass methods, which projects to 2.1 h on one such GPU and 18 min on 8, against 4.6 h and 36 min "
+        "below. That file's projection replaces this one; this one stays as the cross-check from pass counts.", "",
         "Nothing here ran on a GPU. **Measured** (above, on this machine): the model passes per image and "
         "method, Ray's start and fixed costs, its per-batch overhead, resnet50's forward speed on this CPU. "
         "**Assumed**: the GPU's speed and the rest, in the list below (constants at the top of the script).", "",
