@@ -81,3 +81,28 @@ def test_unscaled_methods_say_so():
     assert d.conservation_error is None and d.sensitivity_error is None
     assert "no score scale" in d.note
     assert torch.isfinite(d.sensitivity_r).all()
+
+
+def test_cancelling_channels_by_hand():
+    A = torch.zeros(1, 4, 1, 3)
+    A[0, 0, 0] = torch.tensor([1.0, -1.0, 0.005])  # |Σ| = 0.005 < 1 % of Σ|·| = 2.005: cancels
+    A[0, 1, 0] = torch.tensor([1.0, -0.9, 0.0])  # |Σ| = 0.1, 5 % of 1.9: does not
+    A[0, 2, 0] = torch.tensor([2.0, 3.0, 0.0])  # one sign: never
+    # channel 3 is all zero: α_k = 0 by definition, nothing ill-conditioned
+    assert xw.diagnostics.cancelling_channels(A).tolist() == [1]
+    assert xw.diagnostics.cancelling_channels(A, ratio=0.06).tolist() == [2]
+
+
+def test_xgradcam_note_flags_cancelling_layers_only():
+    """Instance normalisation makes every channel's spatial sum exactly 0 (up to rounding): all 6
+    channels cancel there; after the ReLU that follows, none can."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 6, 3, padding=1), torch.nn.InstanceNorm2d(6), torch.nn.ReLU(),
+        torch.nn.Conv2d(6, 4, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3),
+    ).eval()
+    normalised = xw.diagnose(net, X, "1", method="xgradcam", target=0, batch_size=6)
+    assert normalised.note.startswith("6 of 6 channels have activations that nearly cancel")
+    assert xw.diagnose(net, X, "2", method="xgradcam", target=0, batch_size=6).note == ""
+    assert xw.diagnose(net, X, "1", method="gradcam", target=0, batch_size=6).note == ""  # no division by Σ A

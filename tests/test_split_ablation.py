@@ -117,6 +117,29 @@ def test_traces_are_reused_until_the_structure_changes(vgg_net, image_batch, mon
     torch.testing.assert_close(drops, brute_force_drops(vgg_net, image_batch, "features.2", 1), rtol=1e-4, atol=1e-5)
 
 
+class BranchesOnTraining(nn.Module):
+    """The traced graph differs between train and eval mode."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU())
+        self.head = nn.Sequential(nn.Conv2d(6, 4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(3))
+
+    def forward(self, x):
+        y = self.body(x)
+        return self.head(y * 0.5 if self.training else y)
+
+
+def test_a_trace_made_in_train_mode_is_not_used_in_eval_mode(image_batch):
+    net = BranchesOnTraining()
+    net(image_batch)  # materialise the lazy layer
+    split.trace_tail(net.train(), "body.1")  # e.g. layer discovery on a model left in train mode
+    drops, traced = drops_via_engine(net.eval(), image_batch, "body.1", 2, use_head=False)
+    assert traced is True  # a stale train-mode tail would fail the score check and fall back
+    torch.testing.assert_close(drops, brute_force_drops(net, image_batch, "body.1", 2), rtol=1e-4, atol=1e-5)
+
+
 def test_a_cached_trace_does_not_keep_the_model_alive():
     net = TinyVGGNet().eval()
     xw.explain(net, torch.randn(1, 3, 16, 16), "features.4", method="ablationcam", target=0)

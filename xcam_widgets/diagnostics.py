@@ -23,6 +23,7 @@ from .model_state import evaluation_mode
 from .split import TRACE_ERRORS, trace_tail
 from .targets import Scorer, Target
 
+CANCELLING_RATIO = 0.01
 _BIASED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
@@ -54,6 +55,28 @@ def pearson_r(p: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     """Pearson's r over the last dimension; NaN where either side has no variance."""
     p, d = p.double() - p.double().mean(-1, keepdim=True), d.double() - d.double().mean(-1, keepdim=True)
     return ((p * d).sum(-1) / (p.norm(dim=-1) * d.norm(dim=-1))).float()
+
+
+def cancelling_channels(activations: torch.Tensor, ratio: float = CANCELLING_RATIO) -> torch.Tensor:
+    """`[B]` count of channels whose activations nearly cancel: 0 < |Σ_xy A_k| < ratio · Σ_xy |A_k|.
+
+    XGrad-CAM divides by Σ_xy A_k, so there α_k is ill-conditioned: a small change of A swings it,
+    and α_k A_k can be large with either sign at every pixel. Non-negative activations (after a
+    ReLU) never cancel: there |Σ A_k| = Σ |A_k|."""
+    total = activations.sum(dim=(2, 3)).abs()
+    mass = activations.abs().sum(dim=(2, 3))
+    return ((total < ratio * mass) & (mass > 0)).sum(dim=1)
+
+
+def _conditioning_note(activations: torch.Tensor) -> str:
+    worst = int(cancelling_channels(activations).max())
+    if worst == 0:
+        return ""
+    return (
+        f"{worst} of {activations.shape[1]} channels have activations that nearly cancel "
+        f"(|Σ A_k| < {CANCELLING_RATIO:.0%} of Σ |A_k|): XGrad-CAM's α_k = Σ A_k G_k / Σ A_k is ill-conditioned "
+        "there. A layer after a ReLU has no such channels."
+    )
 
 
 def effective_bias(module: nn.Module) -> torch.Tensor | None:
@@ -129,6 +152,8 @@ def diagnose_context(ctx: MethodContext, method: str, options: dict[str, Any], b
     map_sum = res.raw.sum(dim=(1, 2))
     scaled = spec.scaled
     note = "" if scaled else f"{spec.title}'s weights have no score scale, so conservation and sensitivity errors are not defined; r is."
+    if spec.name == "xgradcam":
+        note = _conditioning_note(cap.activations[name])
     return Diagnosis(
         method=spec.name, layer=name, explanation=res, score=cap.score, map_sum=map_sum,
         conservation_error=(cap.score - map_sum).abs() / cap.score.abs() if scaled else None,

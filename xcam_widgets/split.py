@@ -51,10 +51,13 @@ _TRACES: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple[Hashable, TailGrap
 
 
 def _structure(model: nn.Module) -> Hashable:
-    """What a trace depends on besides parameter values: every submodule's name, identity, class
-    and any `forward` assigned on the instance. A trace keeps its submodules alive, so an id
-    cannot be reused by a replacement while the trace that names it is cached."""
-    return tuple((name, id(m), type(m), m.__dict__.get("forward")) for name, m in model.named_modules())
+    """What a trace depends on besides parameter values: every submodule's name, identity, class,
+    `training` flag (code may branch on it) and any `forward` assigned on the instance. A trace keeps
+    its submodules alive, so an id cannot be reused by a replacement while the trace that names it
+    is cached."""
+    return tuple(
+        (name, id(m), type(m), m.training, m.__dict__.get("forward")) for name, m in model.named_modules()
+    )
 
 
 def trace_tail(model: nn.Module, layer: str) -> TailGraph:
