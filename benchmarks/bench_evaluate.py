@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -113,7 +114,7 @@ def machine_info(device: torch.device) -> dict[str, str]:
 
     return {
         "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
-        "CPU": f"{platform.processor() or platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores",
+        "CPU": f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores",
         "torch / torchvision": f"{torch.__version__} / {version('torchvision')}",
         "TF32 (cuDNN convolutions / matmul)": f"{torch.backends.cudnn.allow_tf32} / {torch.backends.cuda.matmul.allow_tf32}",
         "python": platform.python_version(),
