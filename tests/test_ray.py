@@ -280,3 +280,27 @@ def test_engine_options_are_checked(capsys):
     with pytest.raises(SystemExit) as exit_info:  # --address without --engine ray
         main(["evaluate", "--model", "shapes_gap", "--random-weights", "--images", "shapes:2", "--address", "auto"])
     assert exit_info.value.code == 2 and "engine='ray' only" in capsys.readouterr().err
+
+
+class FakeCluster:
+    """`ray.cluster_resources()` of a cluster that does not need to exist."""
+
+    def __init__(self, **resources):
+        self.resources = resources
+
+    def cluster_resources(self):
+        return self.resources
+
+
+@pytest.mark.parametrize("resources,options,device,expected", [
+    ({"CPU": 32.0, "GPU": 4.0}, {}, None, (1.0, 4)),  # one actor per GPU, each holding one
+    ({"CPU": 32.0, "GPU": 4.0}, {"gpus_per_worker": 0.5}, None, (0.5, 8)),  # two actors share a GPU
+    ({"CPU": 32.0, "GPU": 4.0}, {}, "cpu", (0.0, 32)),  # device="cpu": no GPU asked for, one actor per CPU
+    ({"CPU": 8.0}, {"cpus_per_worker": 2}, None, (0.0, 4)),
+    ({"CPU": 8.0, "GPU": 2.0}, {"workers": 3}, None, (1.0, 3)),  # an explicit count wins
+    ({"CPU": 1.0}, {"cpus_per_worker": 4}, None, (0.0, 1)),  # never fewer than one actor
+])
+def test_actor_pool_follows_the_cluster(resources, options, device, expected):
+    from xcam_widgets.evaluate_ray import _check_options, _pool_size
+
+    assert _pool_size(FakeCluster(**resources), _check_options(options), device) == expected
