@@ -1,5 +1,6 @@
 """The GPU path: every method, the diagnostics, the Session and the Explorer give on CUDA what
-they give on the CPU; the model is left as it was; GPU memory goes back to where it started.
+they give on the CPU; the model is left as it was; GPU memory does not grow over repeated calls;
+only two checks make the CPU wait for the GPU.
 
 Skipped without a GPU (CI has none); run on a lent GPU machine with `pytest tests/test_cuda.py`.
 TF32 is switched off while these tests compare CUDA with the CPU: with it, cuDNN's convolutions
