@@ -49,7 +49,8 @@ actors by dropping its references to them; after a failed run in a Ray that the 
 open, they have been seen to stay alive (holding their CPUs or GPUs) until the session ends.
 
 Ray 2.60 deprecates `max_restarts` / `max_task_retries` as `map_batches` keywords (removal
-announced for 2.64) without a named replacement yet; the warning is silenced here.
+announced for 2.64) without a named replacement yet; the warning is silenced here, and the `ray`
+extra asks for Ray < 2.64.
 """
 from __future__ import annotations
 
