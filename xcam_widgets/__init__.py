@@ -1,22 +1,47 @@
-"""xcam-widgets: interactive, axiom-checked class activation maps for PyTorch CNNs."""
+"""xcam-widgets: interactive, axiom-checked class activation maps for PyTorch CNNs.
+
+The widgets (`Explorer`, `layer_sweep`, `method_grid`) load on first use (PEP 562), so the
+engine, the runner and the CLI never import ipywidgets or Plotly."""
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from . import metrics
 from .capture import capture
 from .diagnostics import Diagnosis, diagnose
-from . import metrics
-from .evaluate import EvaluationResult, evaluate
-from .metrics import average_drop_increase, deletion_auc, energy_in_mask, insertion_auc, pointing_game
 from .discovery import LayerInfo, candidate_layers, default_layer
+from .evaluate import EvaluationResult, evaluate
 from .explain import Explanation, explain
 from .images import SAMPLE_IMAGES, load_image, sample_image
 from .maps import fuse_maps
 from .methods import METHODS, REGISTRY
-from .model_state import hook_counts
+from .metrics import average_drop_increase, deletion_auc, energy_in_mask, insertion_auc, pointing_game
+from .model_state import hook_counts, model_lock
+from .models import ModelBundle, available_models, load_checkpoint, load_model
 from .reshape import token_grid
 from .session import Session
-from .widgets import Explorer, layer_sweep, method_grid
-from .models import ModelBundle, available_models, load_checkpoint, load_model
+
+# Public name -> the module that defines it, imported on first access.
+_LAZY = {"Explorer": ".widgets", "layer_sweep": ".widgets", "method_grid": ".widgets"}
 
 __all__ = [
-    "METHODS", "REGISTRY", "EvaluationResult", "average_drop_increase", "deletion_auc", "energy_in_mask", "evaluate", "insertion_auc", "metrics", "pointing_game", "Explorer", "Session", "SAMPLE_IMAGES", "Diagnosis", "Explanation", "LayerInfo", "candidate_layers", "default_layer", "diagnose", "ModelBundle", "available_models", "capture",
-    "explain", "fuse_maps", "hook_counts", "load_image", "layer_sweep", "load_checkpoint", "load_model", "method_grid", "sample_image", "token_grid",
+    "METHODS", "REGISTRY", "EvaluationResult", "average_drop_increase", "deletion_auc", "energy_in_mask", "evaluate",
+    "insertion_auc", "metrics", "pointing_game", "Session", "SAMPLE_IMAGES", "Diagnosis", "Explanation", "LayerInfo",
+    "candidate_layers", "default_layer", "diagnose", "ModelBundle", "available_models", "capture", "explain",
+    "fuse_maps", "hook_counts", "load_image", "load_checkpoint", "load_model", "model_lock", "sample_image",
+    "token_grid", *_LAZY,
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'xcam_widgets' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
