@@ -24,13 +24,11 @@ import contextlib
 import datetime as dt
 import io
 import json
-import os
 import platform
 import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
@@ -40,9 +38,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run from a checkout even when the package is not installed
-    sys.path.insert(0, str(ROOT))
+from _common import RESULTS, core_count, cpu_model, load_average, package_version  # puts the checkout on sys.path
 
 import xcam_widgets as xw  # noqa: E402
 from pytorch_grad_cam import AblationCAM, GradCAM, XGradCAM  # noqa: E402
@@ -62,37 +58,6 @@ ABLATION_BATCH_SIZE = 32
 # --------------------------------------------------------------------------------------------
 # Machine and memory
 # --------------------------------------------------------------------------------------------
-
-def core_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def load_average() -> str:
-    try:
-        return " / ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
-def package_version(name: str) -> str:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -619,7 +584,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if min(args.repeats, args.ablation_repeats, *args.batches) < 1 or args.warmup < 0:
         parser.error("repeats and batch sizes must be >= 1, warm-up >= 0")
     args.out_given = args.out is not None
-    args.out = args.out or ROOT / "benchmarks" / "results" / f"methods_{args.device}.md"
+    args.out = args.out or RESULTS / f"methods_{args.device}.md"
     return args
 
 

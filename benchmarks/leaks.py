@@ -6,19 +6,24 @@ Records RSS, live tensor count (and CUDA memory where a GPU is used) at checkpoi
 from __future__ import annotations
 
 import argparse
-import platform
-import sys
 import time
-from pathlib import Path
 
 import torch
+import torchvision
+from _common import RESULTS, live_tensors, machine_info, rss_mb
+from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-import xcam_widgets as xw  # noqa: E402
-from conftest import TinyVGGNet  # noqa: E402
-from test_robustness import live_tensors, rss_mb  # noqa: E402
+import xcam_widgets as xw
 
 METHODS = ("xgradcam", "gradcam", "gradcam++", "ablationcam", "eigencam", "layercam")
+
+
+def small_vgg(classes: int = 5) -> nn.Module:
+    """conv → ReLU → max-pool → conv → ReLU → flatten → linear, for 16×16 inputs."""
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 12, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(12 * 8 * 8, classes),
+    )
 
 
 def sample(device: str) -> tuple[float, int, float]:
@@ -33,7 +38,7 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=300)
     args = parser.parse_args()
     torch.manual_seed(0)
-    torchvision_model = __import__("torchvision").models.resnet18(weights=None, num_classes=10).eval().to(args.device)
+    torchvision_model = torchvision.models.resnet18(weights=None, num_classes=10).eval().to(args.device)
     x = torch.randn(2, 3, 64, 64, device=args.device)
     rows = []
     for i in range(args.calls + 1):
@@ -43,7 +48,7 @@ def main() -> None:
             method = METHODS[i % len(METHODS)]
             options = {"batch_size": 256} if "batch_size" in xw.REGISTRY[method].options else {}
             xw.explain(torchvision_model, x, "layer3", method=method, target=i % 10, **options)
-    net = TinyVGGNet().eval().to(args.device)
+    net = small_vgg().eval().to(args.device)
     explorer = xw.Explorer(net, torch.randn(3, 16, 16, device=args.device), background=False)
     layers = [o[1] for o in explorer.layer.options]
     for i in range(args.changes + 1):
@@ -53,11 +58,12 @@ def main() -> None:
             explorer.layer.value = layers[i % len(layers)]
             explorer.target.value = i % 5
             explorer.method.value = METHODS[i % len(METHODS)]
-    out = Path(__file__).parent / "results" / f"leaks_{args.device}.md"
+    out = RESULTS / f"leaks_{args.device}.md"
     out.parent.mkdir(exist_ok=True)
+    info = machine_info()
     lines = [
         f"# Memory over repeated use ({args.device})", "",
-        f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+        f"Machine: {info['CPU']}, {info['torch threads']} torch threads, load {info['load average (1/5/15 min)']}, "
         f"torch {torch.__version__}, {time.strftime('%Y-%m-%d')}. explain: resnet18 (random weights) `layer3`, "
         f"batch 2 at 64×64, cycling {', '.join(METHODS)}. Explorer: a tiny VGG-style net, layer/class/method changed each step.",
         "", "| phase | step | RSS (MB) | live tensors | CUDA allocated (MB) |", "|---|---:|---:|---:|---:|",
