@@ -24,23 +24,20 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import platform
 import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
+from _common import core_count, cpu_model, package_version  # also puts the checkout on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run from a checkout even when the package is not installed
-    sys.path.insert(0, str(ROOT))
 
 import xcam_widgets as xw  # noqa: E402
-from xcam_widgets.evaluate import evaluate  # noqa: E402
+from xcam_widgets.evaluation import evaluate  # noqa: E402
 
 SINGLE_PASS = ("gradcam", "xgradcam", "gradcam++", "hirescam", "layercam", "eigencam", "cam")
 METRICS = ("diagnostics", "average_drop", "deletion", "insertion")
@@ -106,17 +103,12 @@ def split(small: dict[str, float], large: dict[str, float]) -> tuple[float, floa
 
 
 def machine_info(device: torch.device) -> dict[str, str]:
-    def version(name: str) -> str:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return "not installed"
-
     return {
         "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
-        "CPU": f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores",
-        "torch / torchvision": f"{torch.__version__} / {version('torchvision')}",
-        "TF32 (cuDNN convolutions / matmul)": f"{torch.backends.cudnn.allow_tf32} / {torch.backends.cuda.matmul.allow_tf32}",
+        "CPU": f"{cpu_model()}, {core_count()} cores",
+        "torch / torchvision": f"{torch.__version__} / {package_version('torchvision')}",
+        "TF32 (cuDNN convolutions / matmul)":
+            f"{torch.backends.cudnn.allow_tf32} / {torch.backends.cuda.matmul.allow_tf32}",
         "python": platform.python_version(),
         "xcam-widgets": xw.__version__,
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -147,7 +139,8 @@ def report(r: dict[str, Any]) -> str:
         lines.append(f"- Score-CAM, every metric: **{r['scorecam']['per_image_s']:.3f} s per image**, "
                      f"fixed {r['scorecam']['fixed_s']:.1f} s.")
     lines += [
-        f"- {model}'s bare forward (`no_grad`, batch {r['forward_batch']}): **{r['forward_images_per_s']:.0f} images/s**; "
+        f"- {model}'s bare forward (`no_grad`, batch {r['forward_batch']}): "
+        f"**{r['forward_images_per_s']:.0f} images/s**; "
         f"the {len(methods)} methods with their metrics cost {r['passes_per_image']:.0f} such forwards per image.",
         "", f"## Projection: ImageNet validation ({IMAGENET_VAL:,} images), {len(methods)} methods, "
         "N devices like this one", "",
@@ -155,10 +148,12 @@ def report(r: dict[str, Any]) -> str:
         f"- N GPUs give {ASSUMED_EFFICIENCY:.0%} of N x one GPU. Batches are independent and the rows are small; "
         "the last batches leave GPUs idle; Ray's per-batch overhead measured on the CPU (`ray_cpu.md`) is "
         "hundredths of a second against seconds of GPU work per batch.",
-        f"- Each Ray actor decodes its own JPEGs on its own CPU core, as the measured process did: one core per GPU suffices.",
+        "- Each Ray actor decodes its own JPEGs on its own CPU core, as the measured process did: "
+        "one core per GPU suffices.",
         f"- Start: {ASSUMED_CLUSTER_START_S / 60:.0f} min once (Ray on a cluster, actors, the model on each GPU).",
         "- The same GPU model in every node.", "",
-        f"| GPUs | {len(methods)} single-pass methods | with Score-CAM as one of the {len(methods)} |", "|---:|---:|---:|",
+        f"| GPUs | {len(methods)} single-pass methods | with Score-CAM as one of the {len(methods)} |",
+        "|---:|---:|---:|",
     ]
     score = r["scorecam"].get("per_image_s")
     for gpus in PROJECTED_GPUS:

@@ -33,18 +33,16 @@ import platform
 import statistics
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
+from _common import core_count, cpu_model, load_average, package_version  # also puts the checkout on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run from a checkout even when the package is not installed
-    sys.path.insert(0, str(ROOT))
 
 import xcam_widgets as xw  # noqa: E402
-from xcam_widgets.evaluate import evaluate, evaluate_batch, open_images  # noqa: E402
+from xcam_widgets.evaluation import evaluate, evaluate_batch, open_images  # noqa: E402
 from xcam_widgets.shapes import nets  # noqa: E402
 
 METHODS = ("gradcam", "xgradcam", "ablationcam")
@@ -69,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; medians are reported (default 3)")
     parser.add_argument("--quick", action="store_true", help="8 and 16 images, 4 steps, 1 repeat: checks the script")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ray_cpu.md")
-    parser.add_argument("--from-json", type=Path, default=None, help="measure nothing: rewrite --out from a saved .json")
+    parser.add_argument("--from-json", type=Path, default=None,
+                        help="measure nothing: rewrite --out from a saved .json")
     args = parser.parse_args(argv)
     if args.from_json is not None:
         args.out.write_text(report(json.loads(args.from_json.read_text())))
@@ -107,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
                     t = time.perf_counter()
                     tables[(name, n)] = evaluate(bundle, images[n], engine=engine, **options, **kwargs).table
                     samples[name][n].append(time.perf_counter() - t)
-                    print(f"repeat {repeat + 1}/{repeats}, {name}, {n} images: {samples[name][n][-1]:.1f} s", flush=True)
+                    seconds = samples[name][n][-1]
+                    print(f"repeat {repeat + 1}/{repeats}, {name}, {n} images: {seconds:.1f} s", flush=True)
     finally:
         t = time.perf_counter()
         ray.shutdown()
@@ -197,27 +197,12 @@ def _difference(table, local) -> str | None:
 
 
 def machine_info(command: str) -> dict[str, Any]:
-    model = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    versions = {}
-    for package in ("torch", "ray", "pandas", "pyarrow"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "not installed"
     return {
-        "CPU": f"{model} ({platform.machine()})", "cores available": cores,
+        "CPU": f"{cpu_model()} ({platform.machine()})", "cores available": core_count(),
         "memory": f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB",
-        "python": platform.python_version(), **versions,
+        "python": platform.python_version(), **{name: package_version(name) for name in ("torch", "ray", "pandas")},
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "load average at start": " / ".join(f"{x:.2f}" for x in os.getloadavg()), "command": command,
+        "load average at start": load_average(), "command": command,
     }
 
 
@@ -230,7 +215,8 @@ def _equality(differences: dict[str, str]) -> str:
     for key, message in differences.items():
         column = re.search(r'column name="([^"]+)"', message)
         share = re.search(r"values are different \(([0-9.]+) %\)", message)
-        found.append(f"{key}: `{column.group(1) if column else '?'}` in {share.group(1) if share else '?'} % of the rows")
+        name, percent = column.group(1) if column else "?", share.group(1) if share else "?"
+        found.append(f"{key}: `{name}` in {percent} % of the rows")
     ray_ok = not any(key.startswith("ray") for key in differences)
     return ("**no**, " + "; ".join(found) + "." + (
         " Every Ray table equals it; the local engine with 2 threads does not: another thread count changes "
@@ -268,7 +254,8 @@ def report(r: dict[str, Any]) -> str:
         "the model).",
         f"- {r['repeats']} interleaved round(s) of all configurations; the times are medians (the range of "
         f"T{large} is shown).",
-        "- every table equal to the local engine's with 1 thread (rtol 1e-3, atol 1e-4): " + _equality(r["differences"]),
+        "- every table equal to the local engine's with 1 thread (rtol 1e-3, atol 1e-4): "
+        + _equality(r["differences"]),
         "",
         "## Throughput", "",
         f"| configuration | T{small} s | T{large} s | T{large} range s | steady s/image | steady images/s | "
@@ -310,7 +297,7 @@ def reading(r: dict[str, Any]) -> list[str]:
         "Reading (the local engine with 1 thread is the baseline: on this VM torch's 2 threads are slower than 1 "
         "on these small tensors):",
         f"- steady state: Ray with 1 worker runs {local_s / one_s:.2f} x the local speed (its per-batch cost, "
-        "a task, JSON rows and a Parquet file, is lost in the noise); with 2 workers "
+        "a task and a part file of JSON rows and float16 maps, is lost in the noise); with 2 workers "
         f"{local_s / two_s:.2f} x, on 2 cores that other jobs also used.",
         f"- fixed: {one_fixed:.0f} s (1 worker) and {two_fixed:.0f} s (2 workers) per `evaluate` call to start the "
         f"actors (a process, torch, xcam-widgets and the model each), plus {r['ray_init_s']:.0f} s for `ray.init` "
@@ -318,7 +305,7 @@ def reading(r: dict[str, Any]) -> list[str]:
     ]
     if two_s < local_s:
         breakeven = (two_fixed + r["ray_init_s"] - local_fixed) / (local_s - two_s)
-        lines.append(f"- so on this machine Ray with 2 workers, Ray's start included, beats the local engine from about "
+        lines.append("- so on this machine Ray with 2 workers, Ray's start included, beats the local engine from about "
                      f"{breakeven:.0f} images of this workload on; below that it only adds its start.")
     return lines
 

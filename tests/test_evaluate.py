@@ -11,12 +11,21 @@ from PIL import Image
 import xcam_widgets as xw
 from xcam_widgets import metrics as M
 from xcam_widgets.cli import main
-from xcam_widgets.evaluate import (
-    ENGINES, evaluate, evaluate_batch, open_images, output_paths, table_columns, wilson_interval,
+from xcam_widgets.evaluation import (
+    ENGINES,
+    evaluate,
+    evaluate_batch,
+    open_images,
+    open_result,
+    output_paths,
+    read_table,
+    table_columns,
+    wilson_interval,
 )
+from xcam_widgets.evaluation.table import KEY_COLUMNS
 from xcam_widgets.shapes import nets
+from xcam_widgets.shapes.constants import HELDOUT_SEED
 from xcam_widgets.shapes.dataset import make_shapes
-from xcam_widgets.shapes.train import HELDOUT_SEED
 
 LAYER = nets.CAM_LAYER
 METHODS = ["gradcam", "xgradcam"]
@@ -48,7 +57,8 @@ def run(tmp_path_factory, one_thread):
 
 def test_one_row_per_image_method_layer(run):
     _, (table, _), _ = run
-    assert list(table.columns) == table_columns(("diagnostics", "average_drop", "deletion", "insertion", "pointing", "energy"))
+    all_metrics = ("diagnostics", "average_drop", "deletion", "insertion", "pointing", "energy")
+    assert list(table.columns) == table_columns(all_metrics)
     assert len(table) == N * len(METHODS)
     assert sorted(table.groupby(["method", "layer"]).size().items()) == [((m, LAYER), N) for m in METHODS]
     data = make_shapes(N, seed=HELDOUT_SEED)
@@ -57,6 +67,9 @@ def test_one_row_per_image_method_layer(run):
         assert rows["class"].tolist() == data.labels[:, 0].tolist()  # the ground-truth class
     assert set(table["class_name"]) <= set(nets.SHAPE_CLASSES)
     assert table["pointing"].dtype == bool and table["increase"].dtype == bool
+    assert table["row"].tolist() == list(range(len(table)))  # the key: image-major, then method, then layer
+    assert table["method"].tolist() == METHODS * N and table["image"].tolist() == [i for i in range(N) for _ in METHODS]
+    assert (table["label"] == table["class"]).all() and (table["error"] == "").all()
     for column in ("average_drop", "deletion", "insertion", "energy"):
         assert table[column].between(0, 1).all(), column
 
@@ -80,16 +93,18 @@ def test_rows_match_the_metric_functions(run):
         "energy": M.energy_in_mask(res.map, masks),
     }
     for column, values in expected.items():
-        torch.testing.assert_close(torch.tensor(rows[column].tolist()), values.float(), rtol=1e-4, atol=1e-6, msg=column)
+        got = torch.tensor(rows[column].tolist())
+        torch.testing.assert_close(got, values.float(), rtol=1e-4, atol=1e-6, msg=column)
     assert rows["pointing"].tolist() == M.pointing_game(res.map, masks).tolist()
 
 
 def test_summary_means_are_the_per_image_means(run):
     _, (table, summary), _ = run
     assert list(summary.columns) == ["method", "layer", "metric", "n", "mean", "ci_low", "ci_high"]
-    assert len(summary) == len(METHODS) * (len(table.columns) - 5)  # every value column but the ids
+    assert len(summary) == len(METHODS) * (len(table.columns) - len(KEY_COLUMNS))  # every value column
     for row in summary.itertuples():
-        values = table.loc[(table["method"] == row.method) & (table["layer"] == row.layer), row.metric].astype(float)
+        values = table.loc[(table["method"] == row.method) & (table["layer"] == row.layer), row.metric]
+        values = (values != "").astype(float) if row.metric == "error" else values.astype(float)
         assert row.n == values.notna().sum()
         assert row.mean == pytest.approx(values.mean(), rel=1e-12, abs=1e-15)
         if row.n > 1 and values.std() > 0:
@@ -112,9 +127,13 @@ def test_csv_round_trips(run):
     _, (table, summary), out = run
     table_path, summary_path = output_paths(out)
     assert table_path == out and summary_path.name == "results.summary.csv"
-    back = pd.read_csv(table_path)
+    back = read_table(table_path)
     pd.testing.assert_frame_equal(back, table)
     pd.testing.assert_frame_equal(pd.read_csv(summary_path), summary)
+    reopened = open_result(out)  # the table, summary, maps and meta, nothing recomputed
+    pd.testing.assert_frame_equal(reopened.table, table)
+    assert len(reopened.maps) == len(table) and reopened.complete
+    assert reopened.meta["images"] == f"shapes:{N}" and reopened.meta["methods"] == METHODS
 
 
 def test_batches_are_independent_and_rows_are_plain(run):
@@ -123,8 +142,8 @@ def test_batches_are_independent_and_rows_are_plain(run):
     bundle, (table, _), _ = run
     source = open_images(f"shapes:{N}", bundle.preprocess)
     batch = next(iter(source.batches(3)))
-    rows = evaluate_batch(bundle, batch, ["xgradcam"], [LAYER], metrics=("average_drop", "deletion"), steps=STEPS)
-    assert [r["image"] for r in rows] == [0, 1, 2]
+    rows, maps = evaluate_batch(bundle, batch, ["xgradcam"], [LAYER], metrics=("average_drop", "deletion"), steps=STEPS)
+    assert [r["image"] for r in rows] == [0, 1, 2] and sorted(maps) == [r["row"] for r in rows] == [0, 1, 2]
     assert all(type(v) in (int, float, bool, str) for r in rows for v in r.values())
     full = table[table["method"] == "xgradcam"].head(3)
     for column in ("score", "average_drop", "increase", "deletion"):
@@ -210,7 +229,8 @@ def test_cli_writes_the_table_and_prints_the_summary(tmp_path, capsys):
         (["evaluate", "--model", "shapes_gap", "--images", "shapes:2", "--steps", "0"], "--steps"),
         (["evaluate", "--model", "shapes_gap", "--images", "shapes:2", "--target", "best"], "--target"),
         (["evaluate", "--model", "nope", "--images", "shapes:2", "--random-weights"], "unknown model"),
-        (["evaluate", "--model", "shapes_gap", "--random-weights", "--images", "shapes:2", "--methods", "x"], "unknown method"),
+        (["evaluate", "--model", "shapes_gap", "--random-weights", "--images", "shapes:2", "--methods", "x"],
+         "unknown method"),
     ],
 )
 def test_cli_bad_arguments_exit_2(argv, message, capsys):
@@ -224,7 +244,8 @@ def test_cli_bad_arguments_exit_2(argv, message, capsys):
 def test_runs_on_gpu_with_the_same_values():
     bundle = random_bundle()
     data = make_shapes(4, seed=7)
-    kwargs = dict(metrics=["diagnostics", "average_drop", "deletion", "insertion", "pointing", "energy"], steps=STEPS, progress=False)
+    kwargs = dict(metrics=["diagnostics", "average_drop", "deletion", "insertion", "pointing", "energy"], steps=STEPS,
+                  progress=False)
     cpu, _ = evaluate(bundle, data, METHODS, LAYER, device="cpu", **kwargs)
     gpu, _ = evaluate(bundle, data, METHODS, LAYER, device="cuda", **kwargs)
     assert next(bundle.model.parameters()).is_cuda

@@ -4,22 +4,22 @@ One local Ray (2 CPUs) serves the whole module: starting it takes seconds, and e
 evaluation starts its own actors (a process, torch, the model) on top of that."""
 from __future__ import annotations
 
+import glob
 import importlib.util
 import json
-import glob
 import os
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
-
 import torch
 
 import xcam_widgets as xw
 from xcam_widgets.cli import main
-from xcam_widgets.evaluate import ENGINES, evaluate
-from xcam_widgets.evaluate_ray import parts_folder
+from xcam_widgets.evaluation import ENGINES, EvaluationResult, evaluate, open_result, run_paths
+from xcam_widgets.evaluation.parts import decode_part
 from xcam_widgets.shapes import nets
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
@@ -112,7 +112,7 @@ class StopAfter:
             except FileExistsError:
                 pass
         deadline = time.monotonic() + 60
-        while len(glob.glob(os.path.join(self.folder, "batch-*.parquet"))) < self.k and time.monotonic() < deadline:
+        while len(glob.glob(os.path.join(self.folder, "batch-*.npz"))) < self.k and time.monotonic() < deadline:
             time.sleep(0.05)
         raise ValueError(f"stopped at images {ids}")
 
@@ -130,12 +130,16 @@ def attempts(path) -> list[list]:
     return [json.loads(line) for line in open(path)] if os.path.exists(path) else []
 
 
+def parts_folder(out):
+    return run_paths(out).parts
+
+
 def assert_same_as_local(table, summary, local_result):
     """The local engine's table: same columns, dtypes and row order; values method by method."""
     expected, expected_summary = local_result
     assert list(table.columns) == list(expected.columns)
     assert table.dtypes.to_dict() == expected.dtypes.to_dict()
-    assert not table.duplicated(["image", "method", "layer"]).any()
+    assert not table.duplicated(["image", "method", "layer"]).any() and table["row"].is_unique
     for method in METHODS:
         got, want = (t[t["method"] == method].reset_index(drop=True) for t in (table, expected))
         pd.testing.assert_frame_equal(got, want, **FLOATS, obj=method)
@@ -148,11 +152,18 @@ def assert_same_as_local(table, summary, local_result):
 def test_ray_table_equals_local_table(ray_instance, local, tmp_path):
     bundle, expected = local
     out = tmp_path / "results.csv"
-    table, summary = evaluate(bundle, f"shapes:{N}", engine="ray", out=out, engine_options={"workers": 2}, **KWARGS)
-    assert_same_as_local(table, summary, expected)
+    result = evaluate(bundle, f"shapes:{N}", engine="ray", out=out, engine_options={"workers": 2}, **KWARGS)
+    assert_same_as_local(result.table, result.summary, expected)
     assert len(pd.read_csv(out)) == N * len(METHODS) and out.with_name("results.summary.csv").is_file()
-    parts = sorted(p.name for p in parts_folder(out).glob("batch-*.parquet"))
+    parts = sorted(p.name for p in parts_folder(out).glob("batch-*.npz"))
     assert len(parts) == N // BATCH and parts[0].startswith("batch-000000000-")
+    local_maps = expected.maps
+    assert sorted(result.maps) == sorted(local_maps) == list(range(N * len(METHODS)))
+    for row in local_maps:  # float16 of float32 maps from another process: equal to float16 rounding
+        np.testing.assert_allclose(result.maps[row].astype(float), local_maps[row].astype(float), rtol=2e-3, atol=1e-4)
+    reopened = open_result(parts_folder(out))  # the parts alone, as the Gallery opens a Ray run
+    pd.testing.assert_frame_equal(reopened.table, result.table)
+    assert reopened.complete and len(reopened.maps) == len(result.maps)
 
 
 @on_ray_cluster
@@ -185,8 +196,8 @@ def test_an_interrupted_run_resumes_with_only_the_missing_images(ray_instance, l
     with pytest.raises(ValueError, match="stopped at images"):  # the worker's error, as the local engine raises it
         evaluate(bundle, f"shapes:{N}", engine="ray", out=out, **KWARGS,
                  engine_options={"workers": 1, "max_retries": 0, "batch_hook": StopAfter(1, tokens, folder)})
-    first = {p.name: p.stat() for p in folder.glob("batch-*.parquet")}
-    done = set(pd.concat([pd.read_parquet(folder / name) for name in first])["image"]) if first else set()
+    first = {p.name: p.stat() for p in folder.glob("batch-*.npz")}
+    done = {image for name in first for image in decode_part(folder / name).positions}  # shapes ids are positions
     assert len(first) == 1 and len(done) == BATCH and not out.exists()
 
     log = tmp_path / "attempts.jsonl"
@@ -211,8 +222,10 @@ def test_an_interrupted_run_resumes_with_only_the_missing_images(ray_instance, l
 
 @on_ray_cluster
 @needs_ray
-def test_a_folder_of_images_gives_the_local_table(ray_instance, local, tmp_path, monkeypatch):
-    """String ids, files read by the actors (a relative folder: resolved for them), no masks."""
+def test_files_a_duplicate_and_a_corrupt_image_give_the_local_table(ray_instance, local, tmp_path, monkeypatch):
+    """String ids, files read by the actors (relative paths: resolved for them), no masks; a file
+    named twice gives two sets of rows (keyed by position), and a corrupt file rows with its error,
+    in both engines alike."""
     from PIL import Image
 
     from xcam_widgets.shapes.dataset import make_shapes
@@ -222,23 +235,49 @@ def test_a_folder_of_images_gives_the_local_table(ray_instance, local, tmp_path,
     folder.mkdir()
     for i, image in enumerate(make_shapes(3, seed=5).images):
         Image.fromarray((image.permute(1, 2, 0) * 255).round().byte().numpy()).save(folder / f"img{i}.png")
+    (folder / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    files = ["imgs/img0.png", "imgs/bad.png", "imgs/img1.png", "imgs/img0.png", "imgs/img2.png"]
     monkeypatch.chdir(tmp_path)
     kwargs = dict(methods=["gradcam"], layers=LAYER, metrics=["average_drop", "deletion"], steps=2, batch_size=2,
                   progress=False)
-    expected, _ = evaluate(bundle, "imgs", **kwargs)
-    table, _ = evaluate(bundle, "imgs", engine="ray", out="r.csv", engine_options={"workers": 1}, **kwargs)
-    assert table["image"].tolist() == ["img0.png", "img1.png", "img2.png"]
+    expected, _ = evaluate(bundle, files, **kwargs)
+    table, _ = evaluate(bundle, files, engine="ray", out="r.csv", engine_options={"workers": 1}, **kwargs)
+    assert table["image"].tolist() == files and table["row"].tolist() == [0, 1, 2, 3, 4]
+    assert (table["error"] != "").tolist() == [False, True, False, False, False]
     assert table.dtypes.to_dict() == expected.dtypes.to_dict()
     pd.testing.assert_frame_equal(table, expected, **FLOATS)
+
+
+@on_ray_cluster
+@needs_ray
+def test_stop_returns_the_batches_so_far_and_a_rerun_completes(ray_instance, local, tmp_path):
+    """`stop`, set by `on_rows` after the first batch, ends the Ray run there; the rerun resumes."""
+    import threading
+
+    bundle, expected = local
+    out = tmp_path / "results.csv"
+    stop, seen = threading.Event(), []
+
+    def on_rows(rows, maps):
+        seen.append(sorted({row["image"] for row in rows}))
+        stop.set()
+
+    partial = evaluate(bundle, f"shapes:{N}", engine="ray", out=out, engine_options={"workers": 1},
+                       on_rows=on_rows, stop=stop, **KWARGS)
+    assert not partial.complete and not out.exists() and len(seen) == 1
+    assert sorted(set(partial.table["image"])) == seen[0] and len(seen[0]) == BATCH
+    assert sorted(partial.maps) == partial.table["row"].tolist()
+    table, summary = evaluate(bundle, f"shapes:{N}", engine="ray", out=out, engine_options={"workers": 1}, **KWARGS)
+    assert_same_as_local(table, summary, expected)
 
 
 def test_cli_passes_the_engine_and_its_options(monkeypatch, tmp_path):
     """`--engine ray --address --workers` reach `evaluate` (the engine itself is tested above;
     an actor's start costs seconds); the model is loaded on the CPU and `--device` goes to the actors."""
-    ev = importlib.import_module("xcam_widgets.evaluate")  # the module: xcam_widgets.evaluate is the function
+    cli = importlib.import_module("xcam_widgets.cli")
 
     calls = []
-    monkeypatch.setattr(ev, "evaluate", lambda *args, **kwargs: calls.append((args, kwargs)) or ev.EvaluationResult(
+    monkeypatch.setattr(cli, "evaluate", lambda *args, **kwargs: calls.append((args, kwargs)) or EvaluationResult(
         pd.DataFrame(), pd.DataFrame()))
     argv = ["evaluate", "--model", "shapes_gap", "--random-weights", "--images", "shapes:4", "--no-progress",
             "--out", str(tmp_path / "r.csv")]
@@ -301,6 +340,6 @@ class FakeCluster:
     ({"CPU": 1.0}, {"cpus_per_worker": 4}, None, (0.0, 1)),  # never fewer than one actor
 ])
 def test_actor_pool_follows_the_cluster(resources, options, device, expected):
-    from xcam_widgets.evaluate_ray import _check_options, _pool_size
+    from xcam_widgets.evaluation.ray import check_options, pool_size
 
-    assert _pool_size(FakeCluster(**resources), _check_options(options), device) == expected
+    assert pool_size(FakeCluster(**resources), check_options(options), device) == expected

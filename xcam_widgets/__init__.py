@@ -11,7 +11,7 @@ from . import metrics
 from .capture import capture
 from .diagnostics import Diagnosis, diagnose
 from .discovery import LayerInfo, candidate_layers, default_layer
-from .evaluate import EvaluationResult, evaluate
+from .evaluation import EvaluationResult, evaluate
 from .explain import Explanation, explain
 from .images import SAMPLE_IMAGES, load_image, sample_image
 from .maps import fuse_maps

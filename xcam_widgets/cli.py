@@ -3,27 +3,32 @@
     xcam evaluate --model shapes_gap --images shapes:100 --methods gradcam,xgradcam \\
         --layers features.block4 --out results.csv
 
-`evaluate` runs `xcam_widgets.evaluate.evaluate`, writes the per-image table to `--out` (and the
-summary next to it as `<stem>.summary.csv`) and prints the summary: mean [95% CI] per metric
-(rows) and method × layer (columns). Bad arguments exit with status 2 and a message that names the argument.
+`evaluate` runs `xcam_widgets.evaluation.evaluate`, writes the per-image table to `--out` (with
+`<stem>.summary.csv`, `<stem>.maps.npz`, `<stem>.meta.json` and the batches in `<stem>.parts/`)
+and prints the summary: mean [95% CI] per metric (rows) and method × layer (columns). An image
+that cannot be read becomes rows with an `error` (`--strict`: stop at it instead). The same command
+run again after an interruption computes only what is missing; an `--out` from another evaluation
+is replaced only with `--overwrite`. Bad arguments exit with status 2 and a message that names the argument.
 
     xcam evaluate ... --engine ray [--address ray://head:10001] [--workers 8] --out results.csv
 
 runs the same evaluation on a pool of Ray actors (`pip install xcam-widgets[ray]`): on the cluster
-at `--address`, or on a local Ray started for the run. The batches are kept in `results.parts/`,
-and the same command run again after an interruption computes only what is missing there.
+at `--address`, or on a local Ray started for the run.
 """
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from typing import Any, Sequence
+
+from .checks import positive_int
+from .evaluation import ENGINES, METRICS, evaluate, run_paths
+from .evaluation.arguments import check_device
+from .methods import METHODS
+from .models import load_model
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .evaluate import ENGINES, METRICS
-    from .methods import METHODS
-
     parser = argparse.ArgumentParser(prog="xcam", description="xcam-widgets: class activation maps for PyTorch.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     ev = commands.add_parser(
@@ -32,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--model", required=True, help="a model name (xw.available_models()), e.g. shapes_gap")
     ev.add_argument("--images", required=True,
-                    help="'shapes:N' or 'shapes:N:SEED' (the shapes benchmark), a folder, or an image file")
+                    help="a folder, an image file, or 'shapes:N' / 'shapes:N:SEED' (the shapes benchmark); "
+                         "an existing path wins")
     ev.add_argument("--methods", type=_names, default=["gradcam", "xgradcam"],
                     help=f"comma-separated methods (default gradcam,xgradcam); any of {','.join(METHODS)}")
     ev.add_argument("--layers", type=_names, default=None,
@@ -40,10 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--metrics", type=_names, default=None,
                     help=f"comma-separated subset of {','.join(METRICS)} (default: all that apply)")
     ev.add_argument("--target", type=_target, default=None,
-                    help="'label' (shapes ground truth, the default there), 'top1' (default elsewhere) or a class index")
-    ev.add_argument("--out", default=None, help="CSV path for the per-image table; the summary goes to <stem>.summary.csv")
+                    help="'label' (the true class, the default where known), 'top1' (default elsewhere) "
+                         "or a class index")
+    ev.add_argument("--out", default=None,
+                    help="CSV path for the per-image table; the summary goes to <stem>.summary.csv")
+    ev.add_argument("--overwrite", action="store_true",
+                    help="replace an existing --out (default: resume it if it is this evaluation, else stop)")
+    ev.add_argument("--strict", action="store_true",
+                    help="stop at the first image that cannot be read (default: record it in the error column)")
     ev.add_argument("--batch-size", type=_positive, default=32, help="images per batch (default 32)")
-    ev.add_argument("--chunk-size", type=_positive, default=256, help="model inputs per pass inside the metrics (default 256)")
+    ev.add_argument("--chunk-size", type=_positive, default=256,
+                    help="model inputs per pass inside the metrics (default 256)")
     ev.add_argument("--steps", type=_positive, default=50, help="deletion / insertion steps (default 50)")
     ev.add_argument("--tolerance", type=_non_negative, default=None,
                     help="pointing-game tolerance in px (default: 15 px at 224 px, scaled to the image)")
@@ -70,16 +83,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .evaluate import evaluate, output_paths
-    from .models import load_model
-
     ray = args.engine == "ray"
     engine_options = {name: value for name, value in (("address", args.address), ("workers", args.workers))
                       if value is not None}
+    try:  # with Ray, --device names the actors' device, which this machine need not have
+        check_device(args.device, here=not ray)
+    except (ValueError, TypeError) as err:
+        parser.exit(2, f"xcam evaluate: error: --device: {err}\n")
     try:  # with Ray, the model is loaded here on the CPU, shipped to the actors and moved to --device there
         bundle = load_model(args.model, pretrained=not args.random_weights, device="cpu" if ray else args.device)
     except (ValueError, TypeError, OSError, RuntimeError) as err:  # unknown name, missing or offline weights
-        hint = "" if args.random_weights or isinstance(err, (ValueError, TypeError)) else " (--random-weights needs no weights)"
+        offline = not args.random_weights and not isinstance(err, (ValueError, TypeError))
+        hint = " (--random-weights needs no weights)" if offline else ""
         parser.exit(2, f"xcam evaluate: error: --model {args.model!r}: {err}{hint}\n")
     try:
         result = evaluate(
@@ -87,26 +102,41 @@ def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             batch_size=args.batch_size, progress=not args.no_progress, chunk_size=args.chunk_size,
             steps=args.steps, tolerance=args.tolerance, out=args.out, engine=args.engine,
             device=args.device if ray else None, engine_options=engine_options or None,
+            overwrite=args.overwrite, strict=args.strict,
         )
     except (ValueError, TypeError, OSError, ImportError) as err:  # bad methods, layers, images, target, --out; no Ray
         parser.exit(2, f"xcam evaluate: error: {err}\n")
     print(format_summary(result.summary))
+    failures = format_failures(result.table)
+    if failures:
+        print(f"\n{failures}")
     if args.out is not None:
-        table_path, summary_path = output_paths(args.out)
-        print(f"\nwrote {len(result.table)} rows to {table_path} and the summary to {summary_path}")
-        if ray:
-            from .evaluate_ray import parts_folder
-
-            print(f"the batches are in {parts_folder(args.out)}: the same command resumes from them")
+        paths = run_paths(args.out)
+        print(f"\nwrote {len(result.table)} rows to {paths.table} and the summary to {paths.summary}")
+        print(f"the batches are in {paths.parts}: the same command resumes from them")
     return 0
 
 
-def format_summary(summary) -> str:
+def format_failures(table: Any) -> str:
+    """How many images could not be read, and the first reason ("" when none failed)."""
+    if "error" not in table:
+        return ""
+    failed = table[table["error"].fillna("").astype(str) != ""].drop_duplicates("image")
+    if failed.empty:
+        return ""
+    first = failed.iloc[0]
+    images = table["image"].nunique()
+    return (f"{len(failed)} of {images} image(s) could not be read (their rows have an error and no values); "
+            f"first: {first['image']}: {first['error']}")
+
+
+def format_summary(summary: Any) -> str:
     """The summary as text: one line per metric, one column per method × layer, `mean [low, high]`."""
     if summary.empty:
         return "(no results)"
     cells = summary.assign(
-        value=[f"{m:.4g} [{lo:.4g}, {hi:.4g}]" for m, lo, hi in zip(summary["mean"], summary["ci_low"], summary["ci_high"])]
+        value=[f"{m:.4g} [{lo:.4g}, {hi:.4g}]"
+               for m, lo, hi in zip(summary["mean"], summary["ci_low"], summary["ci_high"])]
     )
     order = list(dict.fromkeys(summary["metric"]))
     wide = cells.pivot_table(index=["method", "layer"], columns="metric", values="value", aggfunc="first", sort=False)
@@ -133,10 +163,10 @@ def _target(text: str) -> int | str:
 
 
 def _positive(text: str) -> int:
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+    try:
+        return positive_int("the value", _int(text))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _non_negative(text: str) -> int:

@@ -1,0 +1,174 @@
+"""One batch's rows: the pure function that both engines map over the images.
+
+`evaluate_batch(bundle, batch, methods, layers, ...)` returns plain rows (Python values only: no
+pandas, no I/O, no state) and each row's small raw map, so that an engine may call it anywhere
+(in this process or in a Ray actor) and ship the result as JSON. The batch holds the model's
+lock (`evaluation_mode`) from its first pass to its last, and releases it at the end, so that a
+widget sharing the model runs between two batches.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, NamedTuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import metrics as M
+from ..diagnostics import diagnose
+from ..explain import explain
+from ..inputs import prepare_input
+from ..model_state import evaluation_mode
+from ..models import ModelBundle
+from ..targets import class_indices, logits_of
+from .maps import low_resolution
+from .sources import UNKNOWN_LABEL, ImageBatch
+from .table import ERROR_COLUMN, LOCALISATION, METRICS, row_key
+
+EvalTarget = Union[None, int, str]
+
+
+class BatchResult(NamedTuple):
+    """A batch's rows (one per image × method × layer, sorted by `row`) and their maps by `row`."""
+
+    rows: list[dict]
+    maps: dict[int, np.ndarray]
+
+
+def evaluate_batch(
+    bundle: ModelBundle,
+    batch: ImageBatch,
+    methods: Sequence[str],
+    layers: Sequence[str],
+    *,
+    target: EvalTarget = None,
+    metrics: Sequence[str] = METRICS,
+    steps: int = M.DEFAULT_STEPS,
+    tolerance: int | None = None,
+    chunk_size: int = 256,
+    method_options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> BatchResult:
+    """Rows and maps for every image × method × layer of `batch` (columns: `xcam_widgets.evaluation`).
+
+    `methods` and `layers` are the run's full lists (a row's key counts their positions).
+    `target`: None (the label where known, else the top-1 class), "label", "top1" or a class
+    index. `chunk_size` bounds the inputs per model pass of the perturbation metrics and of the
+    diagnostics' true drops. An image of `batch.failures` gets rows with its `error` and no values.
+    """
+    rows: list[dict] = []
+    maps: dict[int, np.ndarray] = {}
+    shape = (len(methods), len(layers))
+    for failure in batch.failures:
+        for m, method in enumerate(methods):
+            for l_index, layer in enumerate(layers):
+                rows.append({
+                    "row": row_key(failure.position, m, l_index, *shape), "image": failure.image, "method": method,
+                    "layer": layer, "class": UNKNOWN_LABEL, "class_name": "", "label": UNKNOWN_LABEL,
+                    "predicted": UNKNOWN_LABEL, ERROR_COLUMN: failure.message,
+                })
+    if len(batch):
+        with evaluation_mode(bundle.model):
+            _loaded_rows(bundle, batch, methods, layers, target, metrics, steps, tolerance, chunk_size,
+                         method_options or {}, rows, maps)
+    rows.sort(key=lambda row: row["row"])
+    return BatchResult(rows, maps)
+
+
+def _loaded_rows(
+    bundle: ModelBundle, batch: ImageBatch, methods: Sequence[str], layers: Sequence[str], target: EvalTarget,
+    metrics: Sequence[str], steps: int, tolerance: int | None, chunk_size: int,
+    options: Mapping[str, Mapping[str, Any]], rows: list[dict], maps: dict[int, np.ndarray],
+) -> None:
+    """Append the rows and maps of the batch's loaded images (inside `evaluation_mode`)."""
+    model = bundle.model
+    x = prepare_input(model, batch.x)
+    with torch.no_grad():
+        logits = logits_of(model(x)).float()
+    probabilities = torch.softmax(logits, dim=1)
+    confidence, predicted = probabilities.max(dim=1)
+    labels = batch.labels.to(x.device) if batch.labels is not None else None
+    classes = _classes(labels, predicted, logits, target, batch)
+    masks = None
+    if batch.masks is not None and any(m in LOCALISATION for m in metrics):
+        masks = batch.masks.to(x.device)[torch.arange(len(batch), device=x.device), classes]
+    class_list = classes.tolist()
+    names = [bundle.categories[c] if 0 <= c < len(bundle.categories) else str(c) for c in class_list]
+    label_list = labels.tolist() if labels is not None else [UNKNOWN_LABEL] * len(batch)
+    predicted_list, confidence_list = predicted.tolist(), confidence.tolist()
+    shape = (len(methods), len(layers))
+    for m, method in enumerate(methods):
+        layer_results = _explanations(model, x, layers, method, classes, metrics, chunk_size, options.get(method, {}))
+        for l_index, (layer, result, diagnosis) in enumerate(layer_results):
+            columns: dict[str, torch.Tensor] = {"score": result.score.detach()}
+            saliency = result.map.detach()
+            if diagnosis is not None:
+                nan = torch.full_like(columns["score"], float("nan"))  # undefined for unscaled methods
+                for name in ("conservation_error", "sensitivity_error", "sensitivity_r"):
+                    value = getattr(diagnosis, name)
+                    columns[name] = nan if value is None else value
+            if "average_drop" in metrics:
+                columns["average_drop"], columns["increase"] = M.average_drop_increase(
+                    model, x, saliency, classes, batch_size=chunk_size
+                )
+            if "deletion" in metrics:
+                columns["deletion"] = M.deletion_auc(model, x, saliency, classes, steps=steps, batch_size=chunk_size)
+            if "insertion" in metrics:
+                columns["insertion"] = M.insertion_auc(model, x, saliency, classes, steps=steps, batch_size=chunk_size)
+            if masks is not None and "pointing" in metrics:
+                columns["pointing"] = M.pointing_game(saliency, masks, tolerance)
+            if masks is not None and "energy" in metrics:
+                columns["energy"] = M.energy_in_mask(saliency, masks)
+            values = {name: value.tolist() for name, value in columns.items()}  # one transfer per column
+            small = low_resolution(result.raw)
+            for i, (position, image) in enumerate(zip(batch.positions, batch.ids)):
+                key = row_key(position, m, l_index, *shape)
+                label = label_list[i]
+                row = {
+                    "row": key, "image": image, "method": method, "layer": layer, "class": class_list[i],
+                    "class_name": names[i], "label": label, "predicted": predicted_list[i],
+                    "confidence": confidence_list[i],
+                    "correct": label == predicted_list[i] if label != UNKNOWN_LABEL else math.nan,
+                }
+                row.update({name: value[i] for name, value in values.items()})
+                row[ERROR_COLUMN] = ""
+                rows.append(row)
+                maps[key] = small[i]
+
+
+def _explanations(
+    model: nn.Module, x: torch.Tensor, layers: Sequence[str], method: str, classes: torch.Tensor,
+    metrics: Sequence[str], batch_size: int, options: Mapping[str, Any],
+) -> Iterator[tuple[str, Any, Any]]:
+    """(layer, Explanation, Diagnosis or None) per layer: `diagnose` (which carries the
+    explanation) when diagnostics are asked for, else one `explain` call for all layers."""
+    if "diagnostics" in metrics:
+        for layer in layers:
+            d = diagnose(model, x, layer, method, target=classes, batch_size=batch_size, **options)
+            yield layer, d.explanation, d
+    else:
+        results = explain(model, x, list(layers), method, target=classes, **options)
+        for layer, result in zip(layers, results):  # type: ignore[arg-type]
+            yield layer, result, None
+
+
+def _classes(labels: torch.Tensor | None, predicted: torch.Tensor, logits: torch.Tensor, target: EvalTarget,
+             batch: ImageBatch) -> torch.Tensor:
+    """The class each map explains: see `evaluate_batch`'s `target`."""
+    known = labels >= 0 if labels is not None else torch.zeros_like(predicted, dtype=torch.bool)
+    if target is None:
+        return torch.where(known, labels, predicted) if labels is not None else predicted
+    if target == "label":
+        if labels is None:
+            raise ValueError("target='label' needs images with labels (the shapes benchmark or a Dataset)")
+        if not bool(known.all()):
+            missing = [batch.ids[i] for i in (~known).nonzero().flatten().tolist()]
+            raise ValueError(f"target='label': image(s) {missing[:5]} have no label (-1 or None)")
+        return labels.long()
+    if target == "top1":
+        return predicted
+    return class_indices(int(target), logits)  # checks the index's range
+
+
+__all__ = ["BatchResult", "EvalTarget", "evaluate_batch"]

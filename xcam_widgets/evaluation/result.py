@@ -1,0 +1,112 @@
+"""A run's result, its files, and reopening them without recomputing anything.
+
+A complete run with `out` writes the table (`results.csv`), the summary (`results.summary.csv`),
+the maps (`results.maps.npz`, a `MapStore`) and what is needed to show the run again
+(`results.meta.json`), each whole or not at all; its batches stay in `results.parts/`. A run that
+stopped early has only its parts. `open_result` reads either.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from .files import write_atomically
+from .maps import MapStore
+from .parts import FORMAT, PartsFolder
+from .table import RunPaths, pandas, read_table, rows_frame, run_paths, summarize
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+
+@dataclass
+class EvaluationResult:
+    """`table`: one row per image × method × layer; `summary`: means and 95% CIs per method × layer
+    × value column; `maps`: each row's small raw map by `row`; `meta`: the run's settings (as in
+    `<stem>.meta.json`); `complete`: False for a run that stopped early (its missing images are
+    not in the table). Unpacks and indexes as the pair `(table, summary)`, as it did when it was one."""
+
+    table: pd.DataFrame
+    summary: pd.DataFrame
+    maps: MapStore = field(default_factory=MapStore)
+    meta: dict[str, Any] = field(default_factory=dict)
+    complete: bool = True
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        return iter((self.table, self.summary))
+
+    def __getitem__(self, index: int) -> pd.DataFrame:
+        return (self.table, self.summary)[index]
+
+
+def prepare_out(out: str | os.PathLike, manifest: dict[str, Any], overwrite: bool) -> PartsFolder:
+    """Check `out` before any work and claim its parts folder: a directory, an unwritable place or
+    an existing table from another run fail here; with `overwrite`, the old files go first."""
+    paths = run_paths(out)
+    if paths.table.is_dir():
+        raise IsADirectoryError(f"out {os.fspath(out)!r}: {str(paths.table)!r} is a directory; give a file path "
+                                "such as results.csv")
+    parts = PartsFolder(paths.parts)
+    if not overwrite and paths.table.exists() and parts.manifest() is None:
+        raise FileExistsError(
+            f"out {os.fspath(out)!r} exists and has no {paths.parts.name}/ to resume from; pass overwrite=True "
+            "(--overwrite) to replace it, or use another out")
+    try:
+        paths.table.parent.mkdir(parents=True, exist_ok=True)
+        if overwrite:
+            parts.remove()
+            for path in (paths.table, paths.summary, paths.maps, paths.meta):
+                path.unlink(missing_ok=True)
+        parts.claim(manifest)  # also proves that the folder is writable
+    except OSError as err:
+        raise OSError(f"out {os.fspath(out)!r} cannot be written: {err}") from err
+    return parts
+
+
+def write_outputs(paths: RunPaths, result: EvaluationResult) -> None:
+    """The table, summary, maps and meta of a complete run, each through a temporary file and a rename."""
+    write_atomically(paths.table, result.table.to_csv(index=False).encode())
+    write_atomically(paths.summary, result.summary.to_csv(index=False).encode())
+    result.maps.save(paths.maps)
+    write_atomically(paths.meta, (json.dumps(result.meta, indent=1) + "\n").encode())
+
+
+def open_result(path: str | os.PathLike) -> EvaluationResult:
+    """A previous run, recomputing nothing: `path` is its `out` (the CSV, read with its summary,
+    maps and meta where present) or its parts folder (the batches written so far, also of a run
+    that stopped early or a Ray run)."""
+    path = Path(path)
+    if path.is_dir():
+        return _from_parts(PartsFolder(path))
+    paths = run_paths(path)
+    if paths.table.is_file():
+        table = read_table(paths.table)
+        summary = pandas().read_csv(paths.summary) if paths.summary.is_file() else summarize(table)
+        maps = MapStore.load(paths.maps) if paths.maps.is_file() else MapStore()
+        meta = json.loads(paths.meta.read_text()) if paths.meta.is_file() else {}
+        return EvaluationResult(table, summary, maps, meta, complete=True)
+    if paths.parts.is_dir():
+        return _from_parts(PartsFolder(paths.parts))
+    raise FileNotFoundError(f"no evaluation at {str(path)!r}: neither {str(paths.table)!r} nor {str(paths.parts)!r}")
+
+
+def _from_parts(parts: PartsFolder) -> EvaluationResult:
+    manifest = parts.manifest()
+    if manifest is None:
+        raise ValueError(f"{str(parts.path)!r} is not a parts folder of xw.evaluate (no manifest.json)")
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"{str(parts.path)!r} was written by another version of xcam-widgets (format "
+                         f"{manifest.get('format', 1)}, this one reads {FORMAT}); rerun with overwrite=True")
+    found = parts.read()
+    rows = {row["row"]: row for part in reversed(found) for row in part.rows}
+    meta = manifest["meta"]
+    table = rows_frame(list(rows.values()), meta["columns"])
+    done = {p for part in found for p in part.positions}
+    return EvaluationResult(table, summarize(table), MapStore.concat([part.maps for part in found]), meta,
+                            complete=len(done) >= meta["images_count"])
+
+
+__all__ = ["EvaluationResult", "open_result", "prepare_out", "write_outputs"]

@@ -1,0 +1,170 @@
+"""`evaluate`: check every argument and `out`, pick the engine, collect the rows, write the files."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import metrics as M
+from ..checks import positive_int
+from ..layers import LayerSpec
+from ..models import ModelBundle
+from .arguments import (
+    ENGINES,
+    check_device,
+    check_target,
+    checked_method_options,
+    chosen_metrics,
+    layer_names,
+    make_bundle,
+    method_names,
+)
+from .batch import EvalTarget
+from .local import run_local
+from .parts import FORMAT, Collector, OnRows, PartsFolder, temporary_parts
+from .ray import evaluate_on_ray
+from .result import EvaluationResult, prepare_out, write_outputs
+from .sources import Images, Source, fingerprint, open_images
+from .table import rows_frame, run_paths, summarize, table_columns
+
+
+def evaluate(
+    model_or_name: str | ModelBundle | nn.Module,
+    images: Images,
+    methods: str | Sequence[str] = ("gradcam", "xgradcam"),
+    layers: LayerSpec | Sequence[LayerSpec] | None = None,
+    target: EvalTarget = None,
+    metrics: Sequence[str] | None = None,
+    batch_size: int = 32,
+    device: str | torch.device | None = None,
+    engine: str = "local",
+    progress: bool = True,
+    *,
+    chunk_size: int = 256,
+    steps: int = M.DEFAULT_STEPS,
+    tolerance: int | None = None,
+    method_options: Mapping[str, Mapping[str, Any]] | None = None,
+    preprocess: Callable | None = None,
+    out: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    strict: bool = False,
+    engine_options: Mapping[str, Any] | None = None,
+    on_rows: OnRows | None = None,
+    stop: threading.Event | None = None,
+) -> EvaluationResult:
+    """Evaluate `methods` × `layers` on `images`; returns an `EvaluationResult` (unpacks as
+    `(table, summary)`; columns and files: `xcam_widgets.evaluation`).
+
+    - `model_or_name`: a `load_model` name, a `ModelBundle`, or a module (then give
+      `preprocess`, except on the shapes benchmark, whose nets' preprocess is the default).
+    - `images`: see `open_images`: a folder, files, "shapes:N", a ShapesBatch or a torch Dataset.
+    - `layers`: names or modules; None picks the shapes nets' `CAM_LAYER`, else `xw.default_layer`.
+    - `target`: None (the true label where known, else top-1), "label", "top1" or a class index.
+    - `metrics`: a subset of `METRICS`; None means all that apply to the data.
+    - `batch_size`: images per batch (one `explain` / `diagnose` call per method × layer each);
+      `chunk_size`: model inputs per pass inside the metrics and the true drops.
+    - `device`: None keeps the model where it is (a name loads onto CUDA if available); otherwise
+      the model is moved there. With engine="ray", the actors' device.
+    - `steps`, `tolerance`: deletion / insertion steps and the pointing game's tolerance (px).
+    - `method_options`: {method: {option: value}} passed to `explain`.
+    - `out`: write the table to this CSV path, with `<stem>.summary.csv`, `<stem>.maps.npz`,
+      `<stem>.meta.json`, and each batch as it finishes to `<stem>.parts/`. A rerun with the same
+      `out` and settings computes only what is missing there; an existing `out` from another
+      evaluation is an error unless `overwrite`. `out` is checked before the first batch.
+    - `strict`: an image that cannot be read raises; by default it becomes rows with an `error`.
+    - `engine`: "local" (this process) or "ray" (a pool of Ray actors, `pip install
+      xcam-widgets[ray]`; `engine_options`: `xcam_widgets.evaluation.ray.evaluate_on_ray`).
+    - `on_rows(rows, maps)`: called with the rows already in `out`'s parts, then after each batch.
+    - `stop`: once set, the run ends after the current batch and returns what it has
+      (`complete` False); its batches are in the parts, so a rerun resumes.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "local" and engine_options:
+        raise ValueError(f"engine_options {sorted(engine_options)} apply to engine='ray' only")
+    for value, name in ((batch_size, "batch_size"), (chunk_size, "chunk_size"), (steps, "steps")):
+        positive_int(name, value)
+    if on_rows is not None and not callable(on_rows):
+        raise TypeError(f"on_rows must be callable (rows, maps) -> None, got {type(on_rows).__name__}")
+    if stop is not None and not callable(getattr(stop, "is_set", None)):
+        raise TypeError(f"stop must be a threading.Event, got {type(stop).__name__}")
+    checked_device = check_device(device, here=engine == "local")
+    # The Ray engine's driver only checks arguments and resolves layers: a name loads on the CPU,
+    # and `device` is left to the actors.
+    on_driver = checked_device if engine == "local" else ("cpu" if isinstance(model_or_name, str) else None)
+    bundle = make_bundle(model_or_name, on_driver, preprocess, images)
+    names = method_names(methods)
+    options = checked_method_options(method_options, names)
+    source = open_images(images, bundle.preprocess)
+    check_target(target, source)
+    chosen = chosen_metrics(metrics, source.has_masks)
+    layer_list = layer_names(bundle, layers, source)
+    batch_options = dict(target=target, metrics=chosen, steps=steps, tolerance=tolerance, chunk_size=chunk_size,
+                         method_options=options)
+    columns = table_columns(chosen, source.has_masks)
+    meta = run_meta(bundle, source, names, layer_list, batch_options, columns)
+    manifest = _normalised({"format": FORMAT, "model_and_images": fingerprint(images, bundle.name), "methods": names,
+                            "layers": layer_list, "settings": meta["settings"], "columns": columns,
+                            "images_count": len(source), "meta": meta})
+    description = f"{len(names)} method(s) × {len(layer_list)} layer(s)"
+    with _parts(out, manifest, overwrite, engine) as parts:
+        collector = Collector(parts, on_rows)
+        collector.resume()
+        common: dict[str, Any] = dict(batch_size=batch_size, strict=strict, progress=progress,
+                                      description=description, stop=stop)
+        if engine == "ray":
+            shipped = model_or_name if isinstance(model_or_name, str) else bundle
+            evaluate_on_ray(shipped, source, names, layer_list, batch_options, collector, device=device, **common,
+                            **dict(engine_options or {}))
+        else:
+            run_local(bundle, source, names, layer_list, batch_options, collector, **common)
+    table = rows_frame(list(collector.rows.values()), columns)
+    complete = len(collector.done) == len(source)
+    if not complete and not (stop is not None and stop.is_set()):
+        where = f" in {str(run_paths(out).parts)!r}" if out is not None else ""
+        raise RuntimeError(f"the {engine} engine finished with {len(source) - len(collector.done)} images "
+                           f"missing{where}; rerun to resume")
+    result = EvaluationResult(table, summarize(table), collector.maps, manifest["meta"], complete)
+    if out is not None and complete:
+        write_outputs(run_paths(out), result)
+    return result
+
+
+def run_meta(bundle: ModelBundle, source: Source, methods: list[str], layers: list[str],
+             batch_options: Mapping[str, Any], columns: list[str]) -> dict[str, Any]:
+    """What is needed to show a run again (`<stem>.meta.json`): see `xcam_widgets.evaluation`."""
+    settings = {name: batch_options[name] for name in ("target", "metrics", "steps", "tolerance", "method_options")}
+    return {
+        "format": FORMAT, "images": source.spec, "images_kind": source.kind, "images_count": len(source),
+        "model": bundle.name, "methods": methods, "layers": layers, "target": batch_options["target"],
+        "categories": list(bundle.categories), "columns": columns, "settings": settings,
+    }
+
+
+def _normalised(value: dict[str, Any]) -> dict[str, Any]:
+    """`value` as JSON gives it back (tuples as lists; other objects by repr), so that a manifest
+    read from disk compares equal to the one built here."""
+    return json.loads(json.dumps(value, default=repr))
+
+
+@contextlib.contextmanager
+def _parts(out: str | os.PathLike | None, manifest: dict[str, Any], overwrite: bool,
+           engine: str) -> Iterator[PartsFolder | None]:
+    """`out`'s parts folder, checked and claimed; without `out`, none (local) or a temporary one (Ray)."""
+    if out is not None:
+        yield prepare_out(out, manifest, overwrite)
+    elif engine == "ray":
+        with temporary_parts() as parts:
+            parts.claim(manifest)
+            yield parts
+    else:
+        yield None
+
+
+__all__ = ["evaluate", "run_meta"]
