@@ -9,6 +9,7 @@ import pytest
 import torch
 import torchvision
 from PIL import Image
+from torchvision.models import segmentation
 
 import xcam_widgets.models as models
 from xcam_widgets.images import sample_image
@@ -47,12 +48,18 @@ def test_available_models():
     names = available_models()
     assert names[:3] == ("efficientnet_lite0", "shapes_gap", "shapes_vgg")
     assert {"resnet50", "vgg16", "mobilenet_v3_large", "convnext_tiny"} <= set(names)
+    assert {"fasterrcnn_resnet50_fpn", "retinanet_resnet50_fpn", "fcos_resnet50_fpn", "ssd300_vgg16",
+            "deeplabv3_resnet50", "fcn_resnet50"} <= set(names)
     assert len(names) == len(set(names))
-    assert not {"fasterrcnn_resnet50_fpn", "deeplabv3_resnet50", "raft_large"} & set(names)
+    assert "raft_large" not in names  # optical flow: not a model CAMs apply to
+    classifiers = available_models("classification")
+    assert "resnet50" in classifiers and "fcn_resnet50" not in classifiers and "ssd300_vgg16" not in classifiers
+    assert available_models("segmentation") == tuple(sorted(torchvision.models.list_models(module=segmentation)))
+    assert "fasterrcnn_resnet50_fpn" in available_models("detection")
 
 
 def test_default_bundle(lite0):
-    assert lite0.name == "efficientnet_lite0" and lite0.input_size == 224
+    assert lite0.name == "efficientnet_lite0" and lite0.input_size == 224 and lite0.task == "classification"
     assert not lite0.model.training
     assert all(p.device.type == "cpu" for p in lite0.model.parameters())
     assert len(lite0.categories) == 1000 and lite0.categories[0] == "tench"
@@ -121,10 +128,37 @@ def test_torchvision_pretrained_from_cache(offline_hub):
     assert not bundle.model.training
 
 
+def test_torchvision_segmentation_random_weights_offline(offline_hub):
+    """Random weights download nothing, not even the backbone's ImageNet weights."""
+    bundle = load_model("lraspp_mobilenet_v3_large", pretrained=False, device="cpu")
+    assert bundle.task == "segmentation" and bundle.input_size == 520
+    assert bundle.categories == segmentation.LRASPP_MobileNet_V3_Large_Weights.DEFAULT.meta["categories"]
+    x = bundle.preprocess(Image.new("RGB", (100, 50), (255, 0, 0)))
+    assert x.shape == (3, 520, 1040)  # the short side resized to 520, the aspect kept
+    with torch.no_grad():
+        assert bundle.model(x[None, :, :64, :64])["out"].shape == (1, 21, 64, 64)
+
+
+def test_torchvision_detection_random_weights_offline(offline_hub):
+    bundle = load_model("fasterrcnn_mobilenet_v3_large_320_fpn", pretrained=False, device="cpu")
+    assert bundle.task == "detection" and bundle.input_size == 320 and bundle.categories[1] == "person"
+    x = bundle.preprocess(Image.new("RGB", (40, 30), (255, 255, 255)))
+    assert x.shape == (3, 30, 40) and float(x.max()) == 1.0  # the detector normalises and resizes inside
+    with torch.no_grad():
+        out = bundle.model(x[None])
+    assert isinstance(out, list) and set(out[0]) == {"boxes", "scores", "labels"}
+
+
+def test_torchvision_detection_pretrained_offline_is_a_clear_error(offline_hub):
+    with pytest.raises(RuntimeError, match="not cached and could not be downloaded.*pretrained=False"):
+        load_model("fasterrcnn_mobilenet_v3_large_320_fpn", device="cpu")
+
+
 def test_unknown_name_lists_close_matches_and_all_names():
     with pytest.raises(ValueError, match=r"unknown model 'resnet5'\. Did you mean 'resnet50'") as info:
         load_model("resnet5")
     assert "efficientnet_lite0" in str(info.value) and "shapes_gap" in str(info.value)
+    assert "'timm:<name>'" in str(info.value) and "'hf:<repo id>'" in str(info.value)
     with pytest.raises(ValueError, match="Did you mean 'efficientnet_lite0'"):
         load_model("efficientnet-lite0")
 

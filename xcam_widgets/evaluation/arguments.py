@@ -1,6 +1,7 @@
 """The runner's argument checks: each bad argument gets an error that names it, before any work."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -63,7 +64,7 @@ def make_bundle(model_or_name: Any, device: torch.device | str | None, preproces
             f"got {type(model_or_name).__name__}"
         )
     if preprocess is not None and not isinstance(model_or_name, nn.Module):
-        bundle = ModelBundle(bundle.name, bundle.model, preprocess, bundle.categories, bundle.input_size)
+        bundle = dataclasses.replace(bundle, preprocess=preprocess)
     if device is not None and not isinstance(model_or_name, str):
         with evaluation_mode(bundle.model):  # not while another thread runs it
             bundle.model.to(device)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import gc
 import logging
 import threading
@@ -179,7 +180,7 @@ def _on_cpu(bundle: ModelBundle) -> ModelBundle:
     so that no other thread's hooks or flags are copied with it."""
     with evaluation_mode(bundle.model):
         model = copy.deepcopy(bundle.model).cpu()
-    return ModelBundle(bundle.name, model, bundle.preprocess, bundle.categories, bundle.input_size)
+    return dataclasses.replace(bundle, model=model)
 
 
 def _from_items(ray: Any, plan: list[dict]) -> Any:

@@ -1,67 +1,43 @@
-"""Models by name: the offline EfficientNet-Lite0, the shapes nets, and every torchvision classifier."""
+"""Models by name: the offline EfficientNet-Lite0, the shapes nets, torchvision's classifiers, segmentation
+and detection models, and `timm:` / `hf:` sources."""
 
 from __future__ import annotations
 
 import difflib
-import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import torch
-import torchvision
-from PIL import Image
-from torch import nn
 
-from xcam_widgets.images import to_rgb
+from xcam_widgets.models.bundle import ModelBundle, Preprocess, Task, imagenet_categories
 from xcam_widgets.models.efficientnet_lite import INPUT_SIZE, efficientnet_lite0, lite0_transform
+from xcam_widgets.models.torchvision_models import load_torchvision, torchvision_models, torchvision_task
 
 DEFAULT_MODEL = "efficientnet_lite0"
 SHAPES_MODELS = ("shapes_gap", "shapes_vgg")  # xcam_widgets.shapes.nets, imported only when asked for
+SOURCES = ("timm:", "hf:")  # prefixes of the optional model sources (extras `timm` and `hf`)
+
+__all__ = [
+    "DEFAULT_MODEL", "ModelBundle", "Preprocess", "available_models", "imagenet_categories", "load_model",
+    "torchvision_models",
+]
 
 
-@dataclass
-class ModelBundle:
-    """A model in eval mode with its preprocessing and class names. Unpacks as (model, preprocess, categories)."""
-
-    name: str
-    model: nn.Module
-    preprocess: Callable[[Image.Image], torch.Tensor]  # PIL image -> [3, H, W] float tensor
-    categories: list[str]
-    input_size: int
-
-    def __iter__(self) -> Iterator:
-        return iter((self.model, self.preprocess, self.categories))
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """PIL image -> [3, H, W] float tensor: `images.to_rgb` (any mode to upright RGB), then `transform`."""
-
-    transform: Callable[[Image.Image], torch.Tensor]
-
-    def __call__(self, image: Image.Image) -> torch.Tensor:
-        if not isinstance(image, Image.Image):
-            raise TypeError(f"preprocess expects a PIL image (see xw.load_image), got {type(image).__name__}")
-        return self.transform(to_rgb(image))
-
-
-def torchvision_models() -> tuple[str, ...]:
-    """The names of torchvision's ImageNet classifiers (no detection or segmentation models)."""
-    return tuple(sorted(torchvision.models.list_models(module=torchvision.models)))
-
-
-def available_models() -> tuple[str, ...]:
-    """Every name `load_model` accepts: the offline models first, then torchvision's classifiers."""
-    return (DEFAULT_MODEL, *SHAPES_MODELS, *torchvision_models())
+def available_models(task: Task | None = None) -> tuple[str, ...]:
+    """Every name `load_model` accepts, besides "timm:<name>" and "hf:<repo id>": the offline models
+    first, then torchvision's classifiers, segmentation and detection models; or those of one `task`."""
+    offline = (DEFAULT_MODEL, *SHAPES_MODELS) if task in (None, "classification") else ()
+    tasks: tuple[Task, ...] = (task,) if task else ("classification", "segmentation", "detection")
+    return (*offline, *(name for t in tasks for name in torchvision_models(t)))
 
 
 def load_model(
     name: str = DEFAULT_MODEL, pretrained: bool = True, device: str | torch.device | None = None
 ) -> ModelBundle:
-    """Load a classifier by name, in eval mode on `device` (None: CUDA if available, else CPU).
+    """Load a model by name, in eval mode on `device` (None: CUDA if available, else CPU).
 
     `efficientnet_lite0` and the shapes nets need no network. A torchvision model with `pretrained` uses
     its default weights (downloaded once to the torch hub cache); with `pretrained=False`, random weights.
+    "timm:<name>" and "hf:<repo id or folder>" load from the local cache first, then try the network;
+    without either, the error says how to get the weights (or pass `pretrained=False`).
     """
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, e.g. {DEFAULT_MODEL!r}; got {type(name).__name__}")
@@ -72,15 +48,33 @@ def load_model(
         bundle = _efficientnet_lite0(pretrained)
     elif name in SHAPES_MODELS:
         bundle = _shapes(name, pretrained)
-    elif name in torchvision_models():
-        bundle = _torchvision(name, pretrained)
+    elif name.startswith(SOURCES):
+        bundle = _from_source(name, pretrained)
+    elif (task := torchvision_task(name)) is not None:
+        bundle = load_torchvision(name, task, pretrained, DEFAULT_MODEL)
     else:
         names = available_models()
         close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ValueError(f"unknown model {name!r}.{hint} Available: {', '.join(names)}")
+        raise ValueError(
+            f"unknown model {name!r}.{hint} Available: {', '.join(names)}; "
+            "or 'timm:<name>' (a timm model) or 'hf:<repo id>' (a Hugging Face image classifier)"
+        )
     bundle.model.to(device).eval()
     return bundle
+
+
+def _from_source(name: str, pretrained: bool) -> ModelBundle:
+    prefix, _, rest = name.partition(":")
+    if not rest.strip():
+        raise ValueError(f"model {name!r} names no model after '{prefix}:', e.g. 'timm:resnet18' or 'hf:<repo id>'")
+    if prefix == "timm":
+        from xcam_widgets.models.timm_models import load_timm  # needs the optional timm
+
+        return load_timm(rest, pretrained)
+    from xcam_widgets.models.hf_models import load_hf  # needs the optional transformers
+
+    return load_hf(rest, pretrained)
 
 
 def _device(device: str | torch.device | None) -> torch.device:
@@ -94,11 +88,6 @@ def _device(device: str | torch.device | None) -> torch.device:
         raise ValueError(f"device {device!r} is not a torch device, e.g. 'cpu' or 'cuda:0'") from err
 
 
-def imagenet_categories() -> list[str]:
-    """The 1000 ImageNet class names in index order, from torchvision's metadata (no download)."""
-    return list(torchvision.models.ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
-
-
 def _efficientnet_lite0(pretrained: bool) -> ModelBundle:
     model = efficientnet_lite0(pretrained)
     return ModelBundle(DEFAULT_MODEL, model, Preprocess(lite0_transform()), imagenet_categories(), INPUT_SIZE)
@@ -109,26 +98,5 @@ def _shapes(name: str, pretrained: bool) -> ModelBundle:
 
     if pretrained:
         model, preprocess, categories = nets.load_shapes_model(name)
-    else:
-        model, preprocess, categories = nets.build(name), nets.preprocess, nets.SHAPE_CLASSES
-    return ModelBundle(name, model, preprocess, list(categories), nets.IMAGE_SIZE)
-
-
-def _torchvision(name: str, pretrained: bool) -> ModelBundle:
-    weights = torchvision.models.get_model_weights(name).DEFAULT
-    transform = weights.transforms()
-    if pretrained:
-        try:
-            model = torchvision.models.get_model(name, weights=weights)
-        except OSError as err:  # offline: urllib's URLError, or an unreadable cache
-            cache = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights.url))
-            raise RuntimeError(
-                f"the pretrained weights of {name!r} are not cached and could not be downloaded ({err}). "
-                f"Download {weights.url} to {cache} on a machine with internet access, or pass "
-                f"pretrained=False for random weights, or use the offline model {DEFAULT_MODEL!r}."
-            ) from err
-    else:
-        model = torchvision.models.get_model(name, weights=None)
-    return ModelBundle(
-        name, model, Preprocess(transform), list(weights.meta["categories"]), int(transform.crop_size[0])
-    )
+        return ModelBundle(name, model, preprocess, list(categories), nets.IMAGE_SIZE)
+    return ModelBundle(name, nets.build(name), nets.preprocess, list(nets.SHAPE_CLASSES), nets.IMAGE_SIZE)

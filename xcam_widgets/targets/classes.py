@@ -1,4 +1,4 @@
-"""Turn a model's output and a user's `target` into the class score S_c, one per image."""
+"""Class-index targets, and the `Scorer` that turns a model output and any `target` into S_c, one per image."""
 from __future__ import annotations
 
 import numbers
@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence, Union
 
 import torch
+
+from .rows import OutputTarget
 
 Target = Union[None, int, Sequence[int], torch.Tensor, Callable[[Any], torch.Tensor]]
 
@@ -77,7 +79,8 @@ class Scorer:
     The classes are fixed from the first, clean pass, so that every later pass (noisy copies,
     masked inputs, ablated channels) scores the same class. `rows_of` says which image each row
     of a later batch belongs to: a `[N]` index tensor, or one int when all rows copy one image.
-    A callable target must score row by row.
+    A plain callable target must score row by row; an `OutputTarget` is told `rows_of`, so it may
+    hold one specification (class, mask, box, reference) per image.
     """
 
     classes: torch.Tensor | None
@@ -85,11 +88,12 @@ class Scorer:
 
     def __call__(self, output: Any, rows_of: torch.Tensor | int | None = None) -> torch.Tensor:
         if self.fn is not None:
-            value = self.fn(output)
+            value = self.fn(output, rows_of) if isinstance(self.fn, OutputTarget) else self.fn(output)
             if not isinstance(value, torch.Tensor) or value.ndim != 1:
                 raise TypeError("a target callable must return a 1-D tensor of scores, one per image")
             return value
         logits = logits_of(output)
+        assert self.classes is not None  # a Scorer holds classes or a callable
         if rows_of is None:
             classes = self.classes
         elif isinstance(rows_of, int):
@@ -100,7 +104,10 @@ class Scorer:
 
 
 def make_scorer(target: Target, output: Any) -> Scorer:
-    """Build the scorer for `target` given the clean pass's output."""
+    """Build the scorer for `target` given the clean pass's output. An `OutputTarget` is bound to
+    that output first (a default mask, a checked match), so later passes score the same thing."""
+    if isinstance(target, OutputTarget):
+        return Scorer(classes=None, fn=target.bind(output))
     if callable(target) and not isinstance(target, torch.Tensor):
         return Scorer(classes=None, fn=target)
     return Scorer(classes=class_indices(target, logits_of(output)))
