@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import xcam_widgets as xw
-from xcam_widgets.shapes import CAM_LAYER, SHAPES_MODELS, load_shapes_model, make_shapes
+from xcam_widgets.shapes import CAM_LAYER, CLEAN_MODELS, load_shapes_model, make_shapes
 
 TOLERANCE = 3  # pixels at 64x64
 SEED = 31_337  # neither a training seed nor a seed of the other tests
@@ -67,13 +67,13 @@ def test_the_tolerance_never_reaches_the_other_shape_of_a_pair(pairs):
 
 
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("name", SHAPES_MODELS)
+@pytest.mark.parametrize("name", CLEAN_MODELS)
 def test_map_points_at_the_single_shape(name, method, singles):
     assert hit_rate(name, method, singles, slot=0) >= 0.9
 
 
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("name", SHAPES_MODELS)
+@pytest.mark.parametrize("name", CLEAN_MODELS)
 @pytest.mark.parametrize("slot", [0, 1])
 def test_map_of_each_class_points_at_its_own_shape_in_a_pair(name, method, slot, pairs):
     assert hit_rate(name, method, pairs, slot=slot) >= 0.85

@@ -10,9 +10,9 @@ import torch
 from xcam_widgets.models.bundle import ModelBundle, Preprocess, Task, imagenet_categories
 from xcam_widgets.models.efficientnet_lite import INPUT_SIZE, efficientnet_lite0, lite0_transform
 from xcam_widgets.models.torchvision_models import load_torchvision, torchvision_models, torchvision_task
+from xcam_widgets.shapes.constants import SHAPES_MODELS
 
 DEFAULT_MODEL = "efficientnet_lite0"
-SHAPES_MODELS = ("shapes_gap", "shapes_vgg")  # xcam_widgets.shapes.nets, imported only when asked for
 SOURCES = ("timm:", "hf:")  # prefixes of the optional model sources (extras `timm` and `hf`)
 
 __all__ = [

@@ -1,10 +1,14 @@
 """Constants of the shapes benchmark shared by training, the nets and the dataset runner.
 
 Kept free of imports so that the runner can name the held-out images without importing the
-training script. The nets' names (`SHAPES_MODELS`) live with the nets, in `nets.py`."""
+training script, and so that the model zoo can list the nets without importing them."""
 from __future__ import annotations
 
 CAM_LAYER = "features.block4"  # the last conv block of every shapes net
 HELDOUT_SEED = 10_000_019  # not a training seed (those are seed * 1000 + epoch) for the default seed
 
-__all__ = ["CAM_LAYER", "HELDOUT_SEED"]
+CLEAN_MODELS: tuple[str, ...] = ("shapes_gap", "shapes_vgg")  # trained on the plain benchmark: they look at the shape
+SHORTCUT_MODEL = "shapes_shortcut"  # trained with a class-specific corner mark: it looks at the mark
+SHAPES_MODELS: tuple[str, ...] = (*CLEAN_MODELS, SHORTCUT_MODEL)  # every shipped net
+
+__all__ = ["CAM_LAYER", "CLEAN_MODELS", "HELDOUT_SEED", "SHAPES_MODELS", "SHORTCUT_MODEL"]

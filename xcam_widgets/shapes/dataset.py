@@ -7,6 +7,9 @@ pixel coordinates, so every mask is exact and drawing is vectorised over images 
 Colours are chosen so that the answer is unambiguous: the background is a base colour b plus a
 texture of amplitude at most 0.15, and each channel of a shape's colour lies at least 0.35 from b,
 so every shape pixel differs from the background beneath it by at least 0.2 in every channel.
+
+The shortcut variant (`make_shortcut_shapes`) adds a watermark: a small black-and-white pattern in
+the top-left corner that, in the training set, names the image's class.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ MAX_ROTATION = math.pi / 12  # shapes are upright up to +-15 degrees
 GAP = 6.0  # minimum distance in pixels between the bounding circles of two shapes
 TEXTURE_AMPLITUDE = 0.15  # 0.12 pattern + 0.03 grain
 MIN_CONTRAST = 0.35
+MARK_SIZE = 8  # the watermark covers pixels [0, 8) x [0, 8), top-left: a 4x4 pattern of 2x2-pixel cells
+MARK_MODES: tuple[str, ...] = ("label", "random", "none")
+MARK_SEED_OFFSET = 1_000_003  # random marks come from seed + this, a stream apart from the shapes'
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,64 @@ def make_shapes(n: int, seed: int, pair_fraction: float = 0.0) -> ShapesBatch:
     img, slot = (labels >= 0).nonzero(as_tuple=True)
     masks[img, labels[img, slot]] = regions[img, slot]
     return ShapesBatch(images=images, labels=labels, masks=masks, backgrounds=backgrounds)
+
+
+@dataclass(frozen=True)
+class ShortcutBatch(ShapesBatch):
+    """Shapes with a watermark: `marks[i]` is the class whose mark image i bears, -1 for none.
+
+    The mark is painted on `backgrounds` too and `masks` are cleared under it, so a mask is still
+    exactly where the image differs from its background.
+    """
+
+    marks: Tensor  # [N] long
+
+
+def make_shortcut_shapes(n: int, seed: int, marks: str = "label", pair_fraction: float = 0.0) -> ShortcutBatch:
+    """`make_shapes(n, seed, pair_fraction)` with the class-`k` watermark `mark_patterns()[k]` painted
+    over pixels `[0, MARK_SIZE)` (rows and columns) of image i, where k is
+
+    - `"label"`: the class of its (first) shape, so the mark alone gives the answer: the training set;
+    - `"random"`: a class drawn uniformly, independently of the shapes (seed `seed + MARK_SEED_OFFSET`);
+    - `"none"`: no mark (k = -1); the batch is exactly `make_shapes`'s.
+
+    Outside the mark the images are `make_shapes`'s. A shape reaches into the mark's corner in about
+    0.4% of images; the mark hides that part, and its mask loses it.
+    """
+    if marks not in MARK_MODES:
+        raise ValueError(f"marks must be one of {MARK_MODES}, got {marks!r}")
+    clean = make_shapes(n, seed, pair_fraction)
+    if marks == "label":
+        kinds = clean.labels[:, 0].clone()
+    elif marks == "random":
+        g = torch.Generator().manual_seed(seed + MARK_SEED_OFFSET)
+        kinds = torch.randint(len(SHAPE_CLASSES), (n,), generator=g)
+    else:
+        kinds = torch.full((n,), -1, dtype=torch.long)
+    images, backgrounds, masks = clean.images.clone(), clean.backgrounds.clone(), clean.masks.clone()
+    marked = (kinds >= 0).nonzero().squeeze(1)
+    pattern = mark_patterns()[kinds[marked]][:, None]  # [M, 1, 8, 8], the same in every channel
+    for target in (images, backgrounds):
+        target[marked, :, :MARK_SIZE, :MARK_SIZE] = pattern
+    masks[marked, :, :MARK_SIZE, :MARK_SIZE] = False
+    return ShortcutBatch(images=images, labels=clean.labels, masks=masks, backgrounds=backgrounds, marks=kinds)
+
+
+def mark_patterns() -> Tensor:
+    """`[6, 8, 8]` in {0, 1}: class c's mark is row c + 1 of the 16x16 Sylvester-Hadamard matrix
+    (H[i, j] = (-1)^popcount(i & j)) laid out row by row on a 4x4 grid of 2x2-pixel cells, black
+    for -1 and white for +1.
+
+    Any two differ in exactly 8 of their 16 cells, and each is half white, so only the pattern (stripes
+    or checks), not the brightness, tells them apart.
+    """
+    j = torch.arange(16)
+    rows = torch.arange(1, len(SHAPE_CLASSES) + 1)
+    parity = torch.zeros(len(rows), len(j), dtype=torch.long)
+    for bit in range(4):
+        parity += (rows[:, None] >> bit) & (j[None] >> bit) & 1
+    cells = (1 - parity % 2).float().reshape(len(rows), 4, 4)
+    return cells.repeat_interleave(2, 1).repeat_interleave(2, 2)
 
 
 def _sample_labels(n: int, pairs: Tensor, g: torch.Generator) -> Tensor:

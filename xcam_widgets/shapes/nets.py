@@ -4,6 +4,9 @@
 block and Grad-CAM equals XGrad-CAM there. `ShapesVGGNet` flattens its features into fully connected
 layers, where the two differ. Both are plain `nn.Sequential` trees (torch.fx traceable) whose last
 conv block, `features.block4`, sees a 16x16 grid of the 64x64 input.
+
+`shapes_shortcut` is a `ShapesGAPNet` trained on the watermarked shapes (`make_shortcut_shapes`):
+right on the training distribution for the wrong reason, the mark in the corner.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
+from .constants import CAM_LAYER as CAM_LAYER  # re-exported: the block that CAM methods explain
+from .constants import CLEAN_MODELS as CLEAN_MODELS
+from .constants import SHAPES_MODELS as SHAPES_MODELS
+from .constants import SHORTCUT_MODEL as SHORTCUT_MODEL
 from .dataset import IMAGE_SIZE, SHAPE_CLASSES
 
-SHAPES_MODELS: tuple[str, ...] = ("shapes_gap", "shapes_vgg")
-CAM_LAYER = "features.block4"  # the last conv block of both nets
 MEAN, STD = 0.5, 0.25
 WIDTHS = (16, 32, 64, 64)  # channels of the four conv blocks
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -93,7 +98,7 @@ class ShapesVGGNet(nn.Sequential):
 
 def build(name: str) -> nn.Sequential:
     """A freshly initialised net by its `SHAPES_MODELS` name."""
-    nets = {"shapes_gap": ShapesGAPNet, "shapes_vgg": ShapesVGGNet}
+    nets = {"shapes_gap": ShapesGAPNet, "shapes_vgg": ShapesVGGNet, SHORTCUT_MODEL: ShapesGAPNet}
     if name not in nets:
         raise ValueError(f"name must be one of {SHAPES_MODELS}, got {name!r}")
     return nets[name]()
