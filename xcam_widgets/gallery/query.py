@@ -1,0 +1,99 @@
+"""What the Gallery shows: a filter and a sort, as small frozen (hashable) values.
+
+Being hashable, a (Filter, Sort) pair is the key of the table's cache of selections: asking again
+for the same view costs a dictionary look-up, and nothing ever recomputes a map.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Literal
+
+OUTCOMES: tuple[str, ...] = ("all", "correct", "misclassified", "unlabelled")
+ERRORS: tuple[str, ...] = ("all", "only", "none")
+Outcome = Literal["all", "correct", "misclassified", "unlabelled"]
+ErrorRows = Literal["all", "only", "none"]
+
+
+@dataclass(frozen=True)
+class Range:
+    """Keep rows whose `column` lies in [low, high] (both inclusive); NaN never lies in a range."""
+
+    column: str
+    low: float = -math.inf
+    high: float = math.inf
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.column, str):
+            raise ValueError(f"a range's column must be a column name, got {self.column!r}")
+        for name in ("low", "high"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+                raise ValueError(f"range {name} on {self.column!r} must be a number, got {value!r}")
+            object.__setattr__(self, name, float(value))
+        if self.low > self.high:
+            raise ValueError(f"range on {self.column!r} is empty: low {self.low} > high {self.high}")
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Which rows to keep; every field left at its default keeps everything.
+
+    `classes`, `methods`, `layers`: keep rows whose `class`, `method`, `layer` is one of these
+    (None: any). `outcome`: "correct" / "misclassified" keep labelled rows with `correct` True /
+    False, "unlabelled" the rows without a label. `errors`: "only" keeps the rows with an error
+    message, "none" those without. `ranges`: numeric ranges, all of which must hold.
+    Sequences are stored as sorted tuples, so equal filters are equal keys.
+    """
+
+    classes: tuple[int, ...] | None = None
+    methods: tuple[str, ...] | None = None
+    layers: tuple[str, ...] | None = None
+    outcome: Outcome = "all"
+    errors: ErrorRows = "all"
+    ranges: tuple[Range, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "classes", _choices("classes", self.classes, int))
+        object.__setattr__(self, "methods", _choices("methods", self.methods, str))
+        object.__setattr__(self, "layers", _choices("layers", self.layers, str))
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {OUTCOMES}, got {self.outcome!r}")
+        if self.errors not in ERRORS:
+            raise ValueError(f"errors must be one of {ERRORS}, got {self.errors!r}")
+        ranges = (self.ranges,) if isinstance(self.ranges, Range) else tuple(self.ranges)
+        for item in ranges:
+            if not isinstance(item, Range):
+                raise ValueError(f"ranges must hold Range values, got {item!r}")
+        object.__setattr__(self, "ranges", tuple(sorted(set(ranges), key=lambda r: (r.column, r.low, r.high))))
+
+
+@dataclass(frozen=True)
+class Sort:
+    """Order by `column`, ascending unless `descending`; NaN (and missing) values always come last,
+    and equal values keep the order of the `row` key (a stable sort)."""
+
+    column: str | None = None
+    descending: bool = False
+
+    def __post_init__(self) -> None:
+        if self.column is not None and not isinstance(self.column, str):
+            raise ValueError(f"sort column must be a column name or None, got {self.column!r}")
+        if not isinstance(self.descending, bool):
+            raise ValueError(f"descending must be a bool, got {self.descending!r}")
+
+
+def _choices(name: str, values: Iterable[Any] | None, kind: type) -> tuple | None:
+    """None, or the values as a sorted tuple of `kind` (a bare str or int counts as one value;
+    numpy integers count as ints)."""
+    if values is None:
+        return None
+    if isinstance(values, (str, numbers.Integral)):
+        values = (values,)
+    wanted = numbers.Integral if kind is int else kind
+    items = tuple(values)
+    for value in items:
+        if isinstance(value, bool) or not isinstance(value, wanted):
+            raise ValueError(f"{name} must hold {kind.__name__} values, got {value!r}")
+    return tuple(sorted({kind(value) for value in items}))

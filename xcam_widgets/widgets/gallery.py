@@ -1,0 +1,358 @@
+"""The Gallery: a dataset's evaluation as a paged grid of thumbnails, sorted and filtered by any
+column, with summary plots, exports, and an Explorer opened below on any row.
+
+The widget only wires and draws: `gallery.opening` checks the arguments and starts (or reopens)
+the run, `gallery.run` collects its rows in the background, `GalleryView` filters, sorts and
+pages them, `page_thumbnails` draws thumbnails from the stored maps (never from the network), and
+`class_summary` / `distribution` give the summaries. Rows arrive in the run's thread: each batch
+becomes a new `GalleryTable`, built outside the lock and swapped in under it; every change of
+what is shown holds `_lock`, so the run's updates and the user's clicks never interleave.
+"""
+from __future__ import annotations
+
+import html
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+import ipywidgets as W
+import numpy as np
+from traitlets import TraitError
+
+from ..checks import positive_int
+from ..gallery import (
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_SHEET_ROWS,
+    GalleryTable,
+    GalleryView,
+    ThumbnailStyle,
+    caption_lines,
+    class_summary,
+    distribution,
+    encode_all,
+    page_thumbnails,
+    write_csv,
+    write_sheet,
+)
+from ..gallery.columns import error_flags
+from ..gallery.display import DisplayImages
+from ..gallery.opening import DEFAULT_BATCH, open_gallery
+from ..gallery.run import GalleryRun, RunSnapshot
+from .explorer import Explorer
+from .gallery_panel import (
+    NOT_METRICS,
+    Controls,
+    ExportPanel,
+    Tile,
+    caption_html,
+    class_table_html,
+    distribution_figure,
+    update_distribution,
+)
+from .live_figure import LiveFigure
+
+
+class Gallery(W.VBox):
+    """`Gallery(model, images, methods, layers, target, ...)`: evaluate `images` in the background
+    and browse the rows as they come; or `Gallery(model, earlier_run)` to browse an
+    `EvaluationResult`, the CSV of `xw.evaluate(out=...)` or its parts folder, computing nothing.
+
+    - `model`: a `load_model` name, a `ModelBundle` or a module (with `preprocess`, except on the
+      shapes benchmark); loaded once and shared by the run and every Explorer opened here.
+    - `images`: anything `xw.evaluate` takes (a folder, files, "shapes:N", a torch Dataset of
+      `(image, label)`), or an earlier run; `display_images`: the images of a reopened run that
+      held them in memory (a Dataset or ShapesBatch).
+    - `methods`, `layers`, `target`, `metrics`, `batch_size`, `device`, and `run_options` (`out`,
+      `overwrite`, `steps`, `tolerance`, `chunk_size`, `method_options`, `strict`, `engine`,
+      `engine_options`): as in `xw.evaluate`; they apply to a new run only.
+    - `metric`: the column shown in captions and summaries (default: energy, pointing, deletion, ...).
+    - `background=False` waits for the whole run in the constructor (scripts, tests).
+
+    `close()` stops the run after its current batch; so does the interpreter's exit.
+    """
+
+    def __init__(self, model: Any, images: Any, methods: Any = None, layers: Any = None, target: Any = None, *,
+                 metrics: Any = None, batch_size: int = DEFAULT_BATCH, device: Any = None, preprocess: Any = None,
+                 display_images: Any = None, metric: str | None = None, page_size: int = DEFAULT_PAGE_SIZE,
+                 thumbnail_side: int = 96, colormap: str = "Jet", opacity: float = 0.5,
+                 export_path: str = "gallery_selection", export_limit: int = DEFAULT_SHEET_ROWS,
+                 background: bool = True, **run_options: Any) -> None:
+        self.style = ThumbnailStyle(thumbnail_side, colormap, opacity)
+        positive_int("page_size", page_size)
+        positive_int("export_limit", export_limit)
+        if metric is not None and not isinstance(metric, str):
+            raise ValueError(f"metric must be a column name, got {metric!r}")
+        self._lock = threading.RLock()
+        self._ready = self._closed = self._quiet = False
+        self._background = background
+        self._shown_version = -1
+        self._thumb_key: tuple | None = None
+        self._summary_key: tuple | None = None
+        self.explorer: Explorer | None = None
+        self.explorer_row: int | None = None
+        data = open_gallery(model, images, methods=methods, layers=layers, target=target, metrics=metrics,
+                            batch_size=batch_size, device=device, preprocess=preprocess,
+                            display_images=display_images, listener=self._on_run_update, run_options=run_options)
+        self.bundle, self.run, self.source = data.bundle, data.run, data.source
+        self.model = self.bundle.model
+        try:
+            if metric is not None and (metric not in self.run.columns or metric in NOT_METRICS):
+                choices = [c for c in self.run.columns if c not in NOT_METRICS]
+                raise ValueError(f"metric {metric!r} is not a value column of this run; choose one of {choices}")
+            self._wanted_metric = metric
+            with self._lock:
+                self._build(page_size, export_path, export_limit, data.reopened)
+                self._show(self.run.snapshot())
+                self.status.value = html.escape(data.note)
+                self._ready = True
+        except BaseException:
+            self.run.close()
+            raise
+        if not background:
+            self.wait()
+
+    # --- building ---------------------------------------------------------------------------------
+    def _build(self, page_size: int, export_path: str, export_limit: int, reopened: bool) -> None:
+        self.display = DisplayImages(self.source, self.style.side)
+        self.table = GalleryTable(self.run.snapshot().table)
+        self.view = GalleryView(self.table, page_size=page_size)
+        self.maps: Mapping[int, np.ndarray] = {}
+        self.controls = Controls(page_size)
+        self.export = ExportPanel(export_path, export_limit)
+        self.status = W.HTML()
+        self.progress = W.IntProgress(value=0, min=0, max=1, layout=W.Layout(width="240px"))
+        self.progress_label = W.HTML()
+        self.cancel_button = W.Button(description="Cancel", icon="stop", disabled=reopened)
+        self.tiles = [Tile(self.style.side) for _ in range(page_size)]
+        self.grid = W.GridBox(self.tiles, layout=W.Layout(
+            grid_template_columns=f"repeat(auto-fill, {self.style.side + 32}px)", grid_gap="4px", width="70%"))
+        self.distribution = LiveFigure(distribution_figure(None))
+        self.class_table = W.HTML()
+        self.explorer_box = W.VBox()
+        self.cancel_button.on_click(lambda button: self.cancel())
+        for widget in (*self.controls.filter_widgets, self.controls.sort_by, self.controls.descending):
+            widget.observe(lambda change: self._on_control(self._apply_query), names="value")
+        self.controls.metric.observe(lambda change: self._on_control(self._render), names="value")
+        self.controls.page_size.observe(lambda change: self._guarded(self._on_page_size), names="value")
+        self.controls.previous.on_click(lambda button: self._guarded(lambda: self._turn(-1)))
+        self.controls.next.on_click(lambda button: self._guarded(lambda: self._turn(1)))
+        for tile in self.tiles:
+            self._wire_tile(tile)
+        self.export.csv.on_click(lambda button: self._guarded(self.export_csv))
+        self.export.png.on_click(lambda button: self._guarded(lambda: self.export_sheet(format="png")))
+        self.export.html.on_click(lambda button: self._guarded(lambda: self.export_sheet(format="html")))
+        summary = W.VBox([self.distribution, self.class_table], layout=W.Layout(width="30%"))
+        super().__init__([W.HBox([self.progress, self.progress_label, self.cancel_button]), self.controls.box(),
+                          W.HBox([self.grid, summary]), self.export.box(), self.status, self.explorer_box])
+
+    def _wire_tile(self, tile: Tile) -> None:
+        tile.button.on_click(lambda button: self._guarded(lambda: self._open_tile(tile)))
+
+    # --- rows arriving (the run's thread) -----------------------------------------------------------
+    def _on_run_update(self, run: GalleryRun) -> None:
+        snapshot = run.snapshot()
+        table = GalleryTable(snapshot.table) if snapshot.version > self._shown_version else None  # off the lock
+        with self._lock:
+            if self._ready and not self._closed:
+                self._guarded(lambda: self._show(snapshot, table))
+
+    def _show(self, snapshot: RunSnapshot, table: GalleryTable | None = None) -> None:
+        """Show a snapshot's rows (keeping the filter, sort and page) and the run's progress."""
+        if snapshot.version > self._shown_version:
+            table = table if table is not None else GalleryTable(snapshot.table)
+            self.view.set_table(table)
+            self.table, self.maps, self._shown_version = table, snapshot.maps, snapshot.version
+            self._quietly(lambda: self.controls.set_choices(table, self.bundle.categories, self._wanted_metric))
+            self._render()
+        done = snapshot.images_done
+        total = max(snapshot.images_total, done)
+        self.progress.max, self.progress.value = max(total, 1), done
+        self.progress.bar_style = {"running": "info", "done": "success", "cancelled": "warning",
+                                   "failed": "danger"}[snapshot.state]
+        self.cancel_button.disabled = snapshot.state != "running"
+        if snapshot.error is not None:
+            self._show_error(snapshot.error, "the run stopped; the rows so far stay")
+        self.progress_label.value = f"{done} / {total} images · {snapshot.state}"  # last: the update is whole
+
+    # --- the user's changes (the kernel's thread) ---------------------------------------------------
+    def _on_control(self, action: Callable[[], None]) -> None:
+        """A control's change, unless the Gallery itself is updating the controls' choices."""
+        if not self._quiet:
+            self._guarded(action)
+
+    def _apply_query(self) -> None:
+        """Apply the filter and sort the controls describe (both are checked first: on a bad value
+        the view stays as it was)."""
+        query, sort = self.controls.filter(), self.controls.sort()
+        self.table.select(query, sort)
+        if query != self.view.filter:
+            self.view.set_filter(query)
+        if sort != self.view.sort:
+            self.view.set_sort(sort.column, sort.descending)
+        self._render()
+        self.status.value = ""
+
+    def _on_page_size(self) -> None:
+        size = int(self.controls.page_size.value)
+        self.view.set_page_size(size)
+        while len(self.tiles) < size:
+            tile = Tile(self.style.side)
+            self._wire_tile(tile)
+            self.tiles.append(tile)
+        self.grid.children = self.tiles[:size]
+        self._thumb_key = None
+        self._render()
+
+    def _turn(self, step: int) -> None:
+        self.view.set_page(self.view.page_index + step)
+        self._render()
+
+    def _guarded(self, action: Callable[[], Any]) -> None:
+        """Run `action` under the lock; an error is shown in the widget and the view stays usable."""
+        with self._lock:
+            try:
+                action()
+            except Exception as error:  # shown, never raised into the kernel's event loop or the run
+                self._show_error(error)
+
+    def _quietly(self, action: Callable[[], Any]) -> None:
+        self._quiet = True
+        try:
+            action()
+        finally:
+            self._quiet = False
+
+    def _show_error(self, error: BaseException, note: str = "") -> None:
+        suffix = f" ({html.escape(note)})" if note else ""
+        self.status.value = (f"<span style='color:#b00'><b>{type(error).__name__}</b>: "
+                             f"{html.escape(str(error))}{suffix}</span>")
+
+    # --- drawing ------------------------------------------------------------------------------------
+    @property
+    def metric(self) -> str | None:
+        return self.controls.metric.value
+
+    def _render(self) -> None:
+        """Draw the page (thumbnails only when its rows or their maps changed) and the summaries."""
+        page = self.view.page
+        rows = page.rows.tolist()
+        key = (tuple(rows), tuple(row in self.maps for row in rows), self.style)
+        images: list[bytes | None] = [None] * len(rows)
+        if key != self._thumb_key:
+            images = list(encode_all(page_thumbnails(page, self.display, self.maps, self.style)))
+            self._thumb_key = key
+        records = page.frame.to_dict("records")
+        errors = error_flags(page.frame.get("error"), len(page))
+        for i, tile in enumerate(self.tiles):
+            if i < len(rows):
+                lines = caption_lines(records[i], self.metric, self.bundle.categories)
+                tile.show(rows[i], caption_html(lines, bool(errors[i])), images[i])
+            else:
+                tile.show(None, "", None)
+        self.controls.page_label.value = (f"page {page.index + 1} / {page.count} · {page.total} of "
+                                          f"{len(self.table)} rows")
+        self._render_summary()
+
+    def _render_summary(self) -> None:
+        key = (self._shown_version, self.view.filter, self.metric)
+        if key == self._summary_key:
+            return
+        selection = self.view.selection
+        metric = self.metric
+        dist = distribution(selection, metric) if metric is not None and len(self.table) else None
+        update_distribution(self.distribution, dist)
+        classes = class_summary(selection, metric) if "class" in self.table.columns and len(self.table) else None
+        self.class_table.value = class_table_html(classes, metric)
+        self._summary_key = key
+
+    # --- the Explorer -------------------------------------------------------------------------------
+    def _open_tile(self, tile: Tile) -> None:
+        if tile.row is not None:
+            self.open_row(tile.row)
+
+    def open_row(self, row: int) -> Explorer:
+        """Open an Explorer below the grid on `row`'s image, with this Gallery's model object and
+        the row's layer, method and class (the previous Explorer closes)."""
+        with self._lock:
+            record = self.table.record(row)
+            if str(record.get("error") or "").strip():
+                raise ValueError(f"row {row} has no map: its image could not be read ({record['error']})")
+            if self.source is None:
+                raise ValueError("the run's images are not available: pass display_images= to open the Explorer")
+            image = self.source.image(record["image"])
+        explorer = Explorer(model=self.bundle, image=image, background=self._background)
+        try:
+            explorer.layer.value = record["layer"]
+            explorer.method.value = record["method"]
+            explorer.target.value = int(record["class"])
+        except TraitError as error:
+            explorer.close()
+            raise ValueError(f"the Explorer cannot show row {row} ({record['method']} at {record['layer']}, "
+                             f"class {record['class']}): {error}") from None
+        with self._lock:
+            previous, self.explorer, self.explorer_row = self.explorer, explorer, row
+            title = W.HTML(f"<b>Explorer</b> on row #{row}: image {html.escape(str(record['image']))}")
+            self.explorer_box.children = [title, explorer]
+        if previous is not None:
+            previous.close()
+        return explorer
+
+    # --- exports ------------------------------------------------------------------------------------
+    def export_csv(self, path: str | Path | None = None) -> Path:
+        """Write the selection (filtered and sorted, all columns) as CSV; returns the path."""
+        with self._lock:
+            selection = self.view.selection
+            target = write_csv(selection, path if path is not None else self._export_path("csv"))
+            self.status.value = f"wrote {len(selection)} rows to {html.escape(str(target))}"
+            return target
+
+    def export_sheet(self, path: str | Path | None = None, *, format: str = "png", limit: int | None = None) -> Path:
+        """Write a contact sheet ("png" or "html") of the selection's first `limit` rows (the export
+        control's value by default); returns the path."""
+        with self._lock:
+            selection = self.view.selection
+            target, drawn = write_sheet(selection, path if path is not None else self._export_path(format),
+                                        self.display, self.maps, style=self.style, metric=self.metric,
+                                        class_names=self.bundle.categories, format=format,
+                                        limit=int(self.export.limit.value) if limit is None else limit)
+            self.status.value = (f"wrote a contact sheet of {drawn} of {len(selection)} rows to "
+                                 f"{html.escape(str(target))}")
+            return target
+
+    def _export_path(self, suffix: str) -> Path:
+        return Path(self.export.path.value).with_suffix(f".{suffix}")
+
+    # --- the run's life -----------------------------------------------------------------------------
+    def cancel(self) -> None:
+        """Stop the run after its current batch; the rows so far stay."""
+        self.run.cancel()
+        if self.run.running:
+            self.status.value = "cancelling after the current batch…"
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the run has ended and the Explorer (if any) shows its newest state."""
+        self.run.join(timeout)
+        if self.explorer is not None:
+            self.explorer.wait(timeout)
+
+    def close(self) -> None:
+        """Stop the run (waiting for its current batch), close the Explorer and every widget."""
+        self._closed = True
+        run = getattr(self, "run", None)
+        if run is not None:
+            run.close()
+        explorer = getattr(self, "explorer", None)  # absent when the constructor raised early
+        if explorer is not None:
+            explorer.close()
+        for widget in {id(w): w for w in (*_descendants(self), *getattr(self, "tiles", ()))}.values():
+            widget.close()
+        super().close()
+
+
+def _descendants(widget: W.Widget) -> Iterator[W.Widget]:
+    for child in getattr(widget, "children", ()):
+        yield child
+        yield from _descendants(child)
+
+
+__all__ = ["Gallery"]
