@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
+from conftest import TinyVGGNet
 from torch import nn
 
 import xcam_widgets as xw
-from conftest import TinyVGGNet
 
 
 @pytest.fixture
@@ -24,7 +24,8 @@ X = torch.randn(2, 3, 16, 16)
     [
         ({"method": "gradcamm"}, ValueError, r"unknown method 'gradcamm'; available methods: cam, gradcam"),
         ({"method": 3}, TypeError, "method must be a string"),
-        ({"layer": "features.44"}, ValueError, r"layer 'features.44' is not a submodule.*Close matches: \['features.4'"),
+        ({"layer": "features.44"}, ValueError,
+         r"layer 'features.44' is not a submodule.*Close matches: \['features.4'"),
         ({"layer": 12}, TypeError, "layer must be a dotted module name"),
         ({"layer": nn.Conv2d(3, 3, 1)}, ValueError, "is not a submodule"),
         ({"layer": []}, ValueError, "layer list is empty"),
@@ -41,8 +42,18 @@ X = torch.randn(2, 3, 16, 16)
         ({"target": lambda out: out[:, 0] * float("nan")}, ValueError, "the target score of image 0 is nan"),
         ({"batch_size": 4}, ValueError, r"unknown option 'batch_size' for method 'xgradcam'; its options: none"),
         ({"method": "ablationcam", "batch_size": 0}, ValueError, "batch_size must be a positive int"),
-        ({"method": "ablationcam", "bacth_size": 8}, ValueError, r"unknown option 'bacth_size'.*its options: batch_size"),
-        ({"method": "sscam", "noise": -1.0}, ValueError, "noise must be a number >= 0"),
+        ({"method": "ablationcam", "bacth_size": 8}, ValueError,
+         r"unknown option 'bacth_size'.*its options: batch_size"),
+        ({"method": "sscam", "noise": -1.0}, ValueError, "noise must be a finite number >= 0"),
+        ({"method": "sscam", "noise": float("inf")}, ValueError, "noise must be a finite number >= 0, got inf"),
+        ({"method": "smoothgradcam++", "noise": float("nan")}, ValueError, "noise must be a finite number >= 0"),
+        ({"method": "smoothgradcam++", "seed": "a"}, ValueError,
+         r"seed must be an int >= 0 \(it seeds the noise\), got 'a'"),
+        ({"method": "sscam", "seed": -1}, ValueError, "seed must be an int >= 0"),
+        ({"method": "sscam", "seed": 1.0}, ValueError, "seed must be an int >= 0"),
+        ({"method": "iscam", "samples": True}, ValueError, "samples must be a positive int, got True"),
+        ({"method": "scorecam", "top_channels": 0}, ValueError, "top_channels must be a positive int, got 0"),
+        ({"method": "scorecam", "top_channels": 2.5}, ValueError, "top_channels must be a positive int"),
         ({"method": "cam"}, ValueError, "CAM needs layer 'features.4' to feed global average pooling"),
     ],
 )
@@ -68,6 +79,27 @@ def test_bad_arguments(net, kwargs, error, match):
 def test_bad_inputs(net, x, error, match):
     with pytest.raises(error, match=match):
         xw.explain(net, x, "features.4")
+
+
+@pytest.mark.parametrize("make", [torch.jit.trace, torch.jit.script], ids=["traced", "scripted"])
+def test_torchscript_models_are_refused_with_the_reason(net, make):
+    compiled = make(net, X) if make is torch.jit.trace else make(net)
+    with pytest.raises(TypeError, match="TorchScript module .* not supported: its compiled forward calls no Python "
+                                        "forward hooks"):
+        xw.explain(compiled, X, "features.4")
+
+
+def test_a_torchscript_layer_inside_a_python_model_is_refused(net):
+    class Wrapper(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = torch.jit.script(net)
+
+        def forward(self, x):
+            return self.inner(x)
+
+    with pytest.raises(TypeError, match="layer 'inner.features.4' is a TorchScript module"):
+        xw.explain(Wrapper(), X, "inner.features.4")
 
 
 def test_single_image_and_float64_input_are_accepted(net):
@@ -144,5 +176,6 @@ def test_vit_through_token_grid():
     expected = (G.mean((1, 2))[:, None, None] * A).sum(0)
     res = xw.explain(vit, x, layer, method="gradcam", target=4, reshape=xw.token_grid())
     torch.testing.assert_close(res.raw[0], expected, rtol=1e-4, atol=1e-6)
-    with pytest.raises(ValueError, match="no \\[K, h, w\\] spatial grid; choose a convolutional layer, or pass reshape="):
+    with pytest.raises(ValueError,
+                       match="no \\[K, h, w\\] spatial grid; choose a convolutional layer, or pass reshape="):
         xw.explain(vit, x, layer, method="gradcam", target=4)

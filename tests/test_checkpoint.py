@@ -5,9 +5,9 @@ import os
 
 import pytest
 import torch
+from conftest import TinyVGGNet
 
 import xcam_widgets as xw
-from conftest import TinyVGGNet
 
 
 class RunsCode:
@@ -53,3 +53,43 @@ def test_missing_and_corrupt_files(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
     with pytest.raises(ValueError, match="refused"):
         xw.load_checkpoint(TinyVGGNet(), tmp_path / "junk.pt")
+
+
+def test_a_checkpoint_that_does_not_fit_changes_nothing(tmp_path):
+    """load_state_dict copies every tensor that fits before it raises; the load must be all or nothing."""
+    torch.manual_seed(0)
+    source, target = TinyVGGNet(), TinyVGGNet()
+    state = source.state_dict()
+    state["classifier.3.weight"] = torch.zeros(7, 32)  # the last key: every other tensor would be copied first
+    torch.save(state, tmp_path / "wrong_shape.pt")
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    with pytest.raises(ValueError, match=r"(?s)does not fit TinyVGGNet, so nothing was loaded.*classifier.3.weight"):
+        xw.load_checkpoint(target, tmp_path / "wrong_shape.pt")
+    assert all(torch.equal(before[k], v) for k, v in target.state_dict().items())
+    assert not torch.equal(before["features.0.weight"], source.state_dict()["features.0.weight"])  # a real test
+
+
+def test_unexpected_key_with_strict_changes_nothing(tmp_path):
+    torch.manual_seed(0)
+    source, target = TinyVGGNet(), TinyVGGNet()
+    torch.save({**source.state_dict(), "extra.weight": torch.zeros(1)}, tmp_path / "extra.pt")
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    with pytest.raises(ValueError, match="(?s)nothing was loaded.*extra.weight"):
+        xw.load_checkpoint(target, tmp_path / "extra.pt")
+    assert all(torch.equal(before[k], v) for k, v in target.state_dict().items())
+    xw.load_checkpoint(target, tmp_path / "extra.pt", strict=False)
+    assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), target.state_dict().values()))
+
+
+def test_empty_file_none_and_torchscript_archive_are_named(tmp_path):
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"is empty \(0 bytes\)"):
+        xw.load_checkpoint(TinyVGGNet(), tmp_path / "empty.pt")
+    with pytest.raises(TypeError, match="path must be a file path .* got NoneType"):
+        xw.load_checkpoint(TinyVGGNet(), None)
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        xw.load_checkpoint("model", tmp_path / "empty.pt")
+    net = TinyVGGNet().eval()
+    torch.jit.trace(net, torch.randn(1, 3, 16, 16)).save(str(tmp_path / "scripted.pt"))
+    with pytest.raises(ValueError, match=r"TorchScript archive \(torch.jit.save\).*not supported.*state_dict"):
+        xw.load_checkpoint(TinyVGGNet(), tmp_path / "scripted.pt")

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
-
-import xcam_widgets as xw
 from conftest import TinyGAPNet, TinyVGGNet
 from test_split_ablation import brute_force_drops
+
+import xcam_widgets as xw
 
 
 def vgg(bias: bool) -> TinyVGGNet:
@@ -68,7 +68,8 @@ def test_diagnose_fields_match_their_definitions():
     torch.testing.assert_close(d.predicted_drop, predicted)
     torch.testing.assert_close(d.true_drop, true, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(d.conservation_error, (res.score - res.raw.sum((1, 2))).abs() / res.score.abs())
-    torch.testing.assert_close(d.sensitivity_error, (true - predicted).abs().sum(1) / true.abs().sum(1), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        d.sensitivity_error, (true - predicted).abs().sum(1) / true.abs().sum(1), rtol=1e-4, atol=1e-6)
     import numpy as np
     for b in range(2):
         r = np.corrcoef(predicted[b].numpy(), true[b].numpy())[0, 1]

@@ -2,11 +2,12 @@
 from A and G captured independently of the engine."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from conftest import reference_capture
 
 import xcam_widgets as xw
-from conftest import reference_capture
 
 CLASSES = torch.tensor([3, 1])
 
@@ -77,23 +78,31 @@ def test_smooth_gradcampp_without_noise_is_gradcampp(vgg_net, image_batch):
     torch.testing.assert_close(smooth.raw, plain.raw, rtol=1e-5, atol=1e-6)
 
 
+def documented_noise(shape: torch.Size, seed: int, sample: int) -> torch.Tensor:
+    """ε_i as methods/noise.py documents it: N(0, 1) on the CPU from a generator seeded by the
+    first 64-bit word of NumPy's SeedSequence([seed, i])."""
+    state = int(np.random.SeedSequence([seed, sample]).generate_state(1, np.uint64)[0])
+    return torch.randn(tuple(shape), generator=torch.Generator().manual_seed(state))
+
+
 def test_smooth_gradcampp_averages_noisy_gradient_moments(vgg_net, image_batch):
-    """Hand computation: the same noise draws, fed through the reference capture one copy at a time."""
+    """Hand computation: copy (b, i) is x_b + σ_b ε_i with σ_b = noise × (max x_b − min x_b), fed
+    through the reference capture one copy at a time."""
     samples, noise, seed = 3, 0.1, 7
-    res = xw.explain(vgg_net, image_batch[:1], "features.4", method="smoothgradcam++", target=2,
-                     noise=noise, samples=samples, seed=seed)
-    x = image_batch[:1]
-    sigma = noise * float(x.max() - x.min())
-    generator = torch.Generator().manual_seed(seed)
-    copies = x.repeat_interleave(samples, 0)
-    copies = copies + sigma * torch.randn(copies.shape, generator=generator)
-    grads = [reference_capture(vgg_net, copies[i : i + 1], "features.4", torch.tensor([2]))[1] for i in range(samples)]
-    A = reference_capture(vgg_net, x, "features.4", torch.tensor([2]))[0]
-    g1, g2, g3 = (sum(g.pow(p) for g in grads) / samples for p in (1, 2, 3))
-    den = 2 * g2 + A.sum((2, 3), keepdim=True) * g3
-    coeff = torch.where(den != 0, g2 / den, torch.zeros_like(den))
-    alpha = (coeff * g1.clamp(min=0)).sum((2, 3))
-    torch.testing.assert_close(res.weights, alpha, rtol=1e-4, atol=1e-7)
+    x = image_batch * torch.tensor([1.0, 3.0])[:, None, None, None]  # two images with different ranges
+    res = xw.explain(vgg_net, x, "features.4", method="smoothgradcam++", target=2,
+                     noise=noise, samples=samples, seed=seed, batch_size=2)
+    for b in range(2):
+        image = x[b : b + 1]
+        sigma = noise * float(image.max() - image.min())
+        grads = [reference_capture(vgg_net, image + sigma * documented_noise(image.shape[1:], seed, i), "features.4",
+                                   torch.tensor([2]))[1] for i in range(samples)]
+        A = reference_capture(vgg_net, image, "features.4", torch.tensor([2]))[0]
+        g1, g2, g3 = (sum(g.pow(p) for g in grads) / samples for p in (1, 2, 3))
+        den = 2 * g2 + A.sum((2, 3), keepdim=True) * g3
+        coeff = torch.where(den != 0, g2 / den, torch.zeros_like(den))
+        alpha = (coeff * g1.clamp(min=0)).sum((2, 3))
+        torch.testing.assert_close(res.weights[b : b + 1], alpha, rtol=1e-4, atol=1e-7)
 
 
 def test_raw_is_the_sum_of_contributions_for_every_method(gap_net, image_batch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+import tracemalloc
 import warnings
 import zlib
 
@@ -220,6 +221,30 @@ def test_sixteen_bit_grayscale_scaled_to_eight():
     assert out.shape == (16, 16, 3)
     assert out[0, :4, 0].tolist() == [0, 1, 128, 255]
     assert (out[..., 0] == out[..., 2]).all()
+
+
+def test_large_sixteen_bit_png_converts_in_integers_with_a_small_peak():
+    """A 4-Mpx 16-bit PNG (about 50 KB): the conversion used to make float64 copies (8 bytes a pixel
+    each, 800 MB for a 6300×6300 upload). Now numpy holds the 8-bit result (1 byte a pixel) and one band
+    of rows; PIL's own buffers are not traced. Values are checked against round(v / 257)."""
+    side = 2000
+    values = (np.arange(side * side, dtype=np.uint32) * 7 % 65536).astype(np.uint16).reshape(side, side)
+    data = encode(Image.fromarray(values))
+    tracemalloc.start()
+    try:
+        out = load_image(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2.5 * side * side, f"peak {peak / 2**20:.1f} MiB"
+    expected = np.rint(values / 257.0).astype(np.uint8)
+    assert np.array_equal(np.asarray(out)[..., 1], expected)
+
+
+def test_thirty_two_bit_integer_image_is_clipped_then_scaled():
+    values = np.array([[-5, 0, 128, 129, 65535, 70000, 385, 386] * 2] * 16, dtype=np.int32)
+    out = np.asarray(images.to_rgb(Image.fromarray(values, "I")))
+    assert out[0, :8, 0].tolist() == [0, 0, 0, 1, 255, 255, 1, 2]
 
 
 def test_exif_orientation_applied():

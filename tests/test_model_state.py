@@ -1,13 +1,17 @@
 """The user's model is left exactly as it was: parameters, flags, hooks, .grad — also after errors."""
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import torch
 import torchvision
+from conftest import TinyGAPNet, TinyVGGNet
 from torch import nn
 
 import xcam_widgets as xw
-from conftest import TinyGAPNet, TinyVGGNet
+from xcam_widgets.model_state import evaluation_mode, model_lock
 
 CHEAP = {"batch_size": 64, "samples": 2}
 
@@ -47,7 +51,8 @@ MODELS = [
     ("tiny_gap", lambda: TinyGAPNet(), "features", 16),
     ("tiny_vgg", lambda: TinyVGGNet(), "features.4", 16),
     ("resnet18", lambda: torchvision.models.resnet18(weights=None, num_classes=10), "layer1", 32),
-    ("mobilenet_v3_small", lambda: torchvision.models.mobilenet_v3_small(weights=None, num_classes=10), "features.3", 32),
+    ("mobilenet_v3_small", lambda: torchvision.models.mobilenet_v3_small(weights=None, num_classes=10), "features.3",
+     32),
 ]
 
 
@@ -73,7 +78,7 @@ class RaisesInForward(nn.Module):
         self.fc = nn.Linear(4, 2)
 
     def forward(self, x):
-        y = self.conv(x)
+        self.conv(x)
         raise RuntimeError("boom inside forward")
 
 
@@ -91,7 +96,8 @@ def test_model_unchanged_when_forward_raises():
         ({"layer": "layer1.0.relu"}, ValueError, "runs more than once"),
         ({"layer": "layer3", "target": 10}, ValueError, "out of range"),
         ({"layer": "layer3", "method": "cam"}, ValueError, "global average pooling"),
-        ({"layer": "layer3", "method": "ablationcam", "target": lambda out: out[:, 0] * float("nan")}, ValueError, "not finite"),
+        ({"layer": "layer3", "method": "ablationcam", "target": lambda out: out[:, 0] * float("nan")}, ValueError,
+         "not finite"),
     ],
 )
 def test_model_unchanged_after_failing_halfway(kwargs, error, match):
@@ -128,3 +134,63 @@ def test_frozen_model_and_no_grad_context_still_work():
         res = xw.explain(model, torch.randn(1, 3, 16, 16), "features.4", method="gradcam", target=0)
     assert res.raw.abs().sum() > 0
     assert_unchanged(model, before)
+
+
+def work_from_threads(model: nn.Module, x: torch.Tensor, jobs: list) -> list:
+    """Run `jobs` (callables of the model and x), each twice, from one thread per job started together."""
+    start = threading.Barrier(len(jobs))
+
+    def run(job):
+        start.wait()
+        return [job(model, x) for _ in range(2)]
+
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        return list(pool.map(run, jobs))
+
+
+THREAD_JOBS = [
+    lambda m, x: xw.explain(m, x, "layer4", method="gradcam", target=1).raw,
+    lambda m, x: xw.explain(m, x, ["layer3", "layer4"], method="layercam", target=2)[1].raw,
+    lambda m, x: xw.explain(m, x, "layer4", method="ablationcam", target=1, batch_size=128).raw,
+    lambda m, x: xw.diagnose(m, x, "layer3", method="xgradcam", target=1, batch_size=128).sensitivity_r,
+]
+
+
+def test_threads_sharing_a_train_mode_model_take_turns():
+    """Without the per-model lock (model_state.model_lock), one call's `eval()` and restore interleave
+    with another's forward: the model ends with `training == False`, BatchNorm statistics move, and each
+    call's recorder sees the other's forward ("runs more than once")."""
+    torch.manual_seed(0)
+    model = prepared(torchvision.models.resnet18(weights=None, num_classes=10))
+    x = torch.randn(2, 3, 64, 64)
+    before = snapshot(model)
+    alone = [job(model, x) for job in THREAD_JOBS]
+    together = work_from_threads(model, x, THREAD_JOBS)
+    assert_unchanged(model, before)
+    assert model.training and model.layer4[1].bn2.training
+    for expected, results in zip(alone, together):
+        for result in results:
+            torch.testing.assert_close(result, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_evaluation_mode_holds_the_model_lock_and_nests():
+    model, inside, leave = TinyVGGNet(), threading.Event(), threading.Event()
+
+    def hold():
+        with evaluation_mode(model):
+            with evaluation_mode(model):  # a nested call in the same thread re-enters
+                inside.set()
+                leave.wait()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    inside.wait()
+    try:
+        assert not model_lock(model).acquire(blocking=False)  # another thread must wait its turn
+        assert model_lock(TinyVGGNet()).acquire(blocking=False)  # another model's lock is free
+    finally:
+        leave.set()
+        holder.join()
+    assert model_lock(model).acquire(blocking=False)
+    model_lock(model).release()
+    assert model.training  # restored by the outermost call

@@ -572,9 +572,10 @@ def test_pgc_ablationcam_gap_head_closed_form():
     pgc really re-runs the network with each channel zeroed (32 px input: a 1x1 grid, 512 channels)."""
     ref = pgc_run("resnet18", "layer4", "ablationcam", size=32, batch_size=128)
     assert float(ref.A.min()) == 0.0
-    # pgc's drops are float32 differences of two logits (~1e-7 |S| each), 512 of them in the raw map
+    # pgc's drops are float32 differences of two logits, 512 of them in the raw map: against a float64
+    # re-run, pgc's raw map is off by 1.1e-4 of its scale on a 2-core Xeon (ours, closed form: 1.4e-5).
     _check_ablation(ours("resnet18", "layer4", "ablationcam", size=32), ref, "pgc ablationcam resnet18 layer4",
-                    tol=1e-4)
+                    tol=2e-4)
 
 
 @pytest.mark.heavy

@@ -6,11 +6,11 @@ import resource
 
 import pytest
 import torch
+from conftest import TinyVGGNet
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import xcam_widgets as xw
-from conftest import TinyVGGNet
 
 X = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -2,20 +2,21 @@
 from __future__ import annotations
 
 import gc
+import operator
 import weakref
 
 import pytest
 import torch
 import torchvision
+from conftest import TinyVGGNet
 from torch import nn
 
 import xcam_widgets as xw
+from xcam_widgets import split
 from xcam_widgets.capture import capture
 from xcam_widgets.methods.context import MethodContext
-from xcam_widgets.methods.perturbation import channel_drops
+from xcam_widgets.methods.rerun import channel_drops
 from xcam_widgets.model_state import evaluation_mode
-from conftest import TinyVGGNet
-from xcam_widgets import split
 from xcam_widgets.split import TailGraph, gap_linear_head
 
 
@@ -39,8 +40,8 @@ def brute_force_drops(model: nn.Module, x: torch.Tensor, layer: str, cls: int) -
                 handle.remove()
             drops.append(base - out)
             if channels is None:
-                store = []
-                h = module.register_forward_hook(lambda m, i, o: store.append(o.shape[1]))
+                store: list[int] = []
+                h = module.register_forward_hook(lambda m, i, o, store=store: store.append(o.shape[1]))
                 model(x)
                 h.remove()
                 channels = store[0]
@@ -48,7 +49,9 @@ def brute_force_drops(model: nn.Module, x: torch.Tensor, layer: str, cls: int) -
     return torch.stack(drops, 1)
 
 
-def drops_via_engine(model: nn.Module, x: torch.Tensor, layer: str, cls: int, batch_size: int = 5, use_head: bool = True):
+def drops_via_engine(
+    model: nn.Module, x: torch.Tensor, layer: str, cls: int, batch_size: int = 5, use_head: bool = True
+):
     with evaluation_mode(model):
         cap = capture(model, x, layer, cls)
         ctx = MethodContext(model, x, layer, cap)
@@ -131,12 +134,19 @@ class BranchesOnTraining(nn.Module):
         return self.head(y * 0.5 if self.training else y)
 
 
-def test_a_trace_made_in_train_mode_is_not_used_in_eval_mode(image_batch):
+def test_a_trace_asked_for_in_train_mode_is_the_eval_graph_and_leaves_the_flags(image_batch, monkeypatch):
+    """Tracing holds evaluation_mode: the trace is of the graph every use runs (eval), the model's own
+    flags are put back, and the later eval-mode use reuses that trace."""
+    traces = []
+    real = split._trace_tail
+    monkeypatch.setattr(split, "_trace_tail", lambda *args: traces.append(args[1]) or real(*args))
     net = BranchesOnTraining()
     net(image_batch)  # materialise the lazy layer
-    split.trace_tail(net.train(), "body.1")  # e.g. layer discovery on a model left in train mode
+    graph = split.trace_tail(net.train(), "body.1")  # e.g. layer discovery on a model left in train mode
+    assert all(m.training for m in net.modules())
+    assert not any(n.target is operator.mul for n in graph.module.graph.nodes)  # no train-mode `y * 0.5`
     drops, traced = drops_via_engine(net.eval(), image_batch, "body.1", 2, use_head=False)
-    assert traced is True  # a stale train-mode tail would fail the score check and fall back
+    assert traced is True and traces == ["body.1"]
     torch.testing.assert_close(drops, brute_force_drops(net, image_batch, "body.1", 2), rtol=1e-4, atol=1e-5)
 
 
@@ -244,3 +254,69 @@ def test_iscam_integrates_the_mask(gap_net, image_batch):
         scores = [sum(gap_net(x * m * (i / n))[0, 0] for i in range(1, n + 1)) / n for m in masks]
     res = xw.explain(gap_net, x, "features", method="iscam", target=0, samples=n)
     torch.testing.assert_close(res.weights[0], torch.softmax(torch.stack(scores), 0), rtol=1e-4, atol=1e-7)
+
+
+class SlicesSequential(nn.Module):
+    """`forward` slices an nn.Sequential: the slice is a new, unregistered module, so torch.fx
+    raises NameError ("module is not installed as a submodule")."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.features[4:](self.features[:4](x))), 1))
+
+
+def test_any_tracing_failure_falls_back_to_the_hook_tail():
+    net, x = SlicesSequential().eval(), torch.randn(2, 3, 12, 12)
+    with pytest.raises(split.UntraceableError, match="NameError"):
+        split.trace_tail(net, "features.3")
+    drops, traced = drops_via_engine(net, x, "features.3", 1)
+    assert traced is False
+    torch.testing.assert_close(drops, brute_force_drops(net, x, "features.3", 1), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("error", [KeyError, ZeroDivisionError, NameError])
+def test_an_error_of_any_type_inside_torch_fx_falls_back(image_batch, monkeypatch, error):
+    def fails(model, layer):
+        raise error("inside torch.fx")
+
+    monkeypatch.setattr(split, "_trace_tail", fails)
+    net = TinyVGGNet().eval()
+    drops, traced = drops_via_engine(net, image_batch, "features.2", 3, use_head=False)
+    assert traced is False
+    torch.testing.assert_close(drops, brute_force_drops(net, image_batch, "features.2", 3), rtol=1e-4, atol=1e-5)
+
+
+def test_a_failed_trace_is_remembered(monkeypatch):
+    calls = []
+    real = split._trace_tail
+    monkeypatch.setattr(split, "_trace_tail", lambda *args: calls.append(args[1]) or real(*args))
+    net = SlicesSequential().eval()
+    for _ in range(2):
+        assert gap_linear_head(net, "features.5") is None
+    assert calls == ["features.5"]
+
+
+def test_model_that_slices_a_sequential_works_with_every_entry_point():
+    net, x = SlicesSequential().eval(), torch.randn(2, 3, 12, 12)
+    res = xw.explain(net, x, "features.3", method="ablationcam", target=1)
+    expected = brute_force_drops(net, x, "features.3", 1) / res.score.abs()[:, None]
+    torch.testing.assert_close(res.weights, expected, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match=r"CAM must check .* torch.fx cannot trace SlicesSequential .*NameError"):
+        xw.explain(net, x, "features.5", method="cam", target=1)
+    diagnosis = xw.diagnose(net, x, "features.3", method="xgradcam", target=1)
+    assert diagnosis.bias_term is None  # needs the traced graph
+    torch.testing.assert_close(diagnosis.true_drop, brute_force_drops(net, x, "features.3", 1), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        diagnosis.explanation.raw, xw.explain(net, x, "features.3", method="xgradcam", target=1).raw)
+    layers = xw.candidate_layers(net, (3, 12, 12))
+    assert [info.name for info in layers][-3:] == ["features.4", "features.5", "pool"]  # "features" never runs
+    assert not any(info.gap_linear for info in layers)  # unknown without a trace, so not claimed

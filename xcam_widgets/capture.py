@@ -69,15 +69,31 @@ def to_grid(name: str, tensor: torch.Tensor, reshape: Reshape | None) -> torch.T
 def run_hooked(
     model: nn.Module, x: torch.Tensor, layers: Sequence[tuple[str, nn.Module]]
 ) -> tuple[Any, list[_Recorder]]:
-    """Forward `x` with recorders on `layers`; hooks are removed before returning or raising."""
+    """Forward `x` in eval mode with recorders on `layers`; the hooks live only while this call
+    holds the model's lock, and are removed before returning or raising."""
+    refuse_torchscript(model, layers)
     recorders = [_Recorder(name) for name, _ in layers]
-    handles = [module.register_forward_hook(rec) for (_, module), rec in zip(layers, recorders)]
-    try:
-        output = model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with evaluation_mode(model):
+        handles = [module.register_forward_hook(rec) for (_, module), rec in zip(layers, recorders)]
+        try:
+            output = model(x)
+        finally:
+            for handle in handles:
+                handle.remove()
     return output, recorders
+
+
+def refuse_torchscript(model: nn.Module, layers: Sequence[tuple[str, nn.Module]]) -> None:
+    """A TorchScript model (`torch.jit.script` or `torch.jit.trace`) runs compiled code that calls
+    no Python forward hooks, so a layer's activations and gradients cannot be recorded."""
+    scripted = [name for name, module in layers if isinstance(module, torch.jit.ScriptModule)]
+    if isinstance(model, torch.jit.ScriptModule) or scripted:
+        where = "the model" if isinstance(model, torch.jit.ScriptModule) else f"layer {scripted[0]!r}"
+        raise TypeError(
+            f"{where} is a TorchScript module (torch.jit.script or torch.jit.trace), which is not supported: "
+            "its compiled forward calls no Python forward hooks, so the layer's activations and gradients "
+            "cannot be recorded. Pass the original nn.Module (before scripting or tracing) instead."
+        )
 
 
 def capture(
@@ -101,10 +117,7 @@ def capture(
         scorer = scorer or make_scorer(target, output)
         score = scorer(output, rows_of)
         check_score_shape(score, x.shape[0])
-        outputs = [rec.output for rec in recorders]
-        missing = [rec.name for rec in recorders if rec.output is None]
-        if missing:
-            raise ValueError(f"layer {missing[0]!r} did not run in the model's forward pass")
+        outputs = recorded_outputs(recorders)
         if not score.requires_grad:
             raise ValueError("the score does not depend on the chosen layer(s) through autograd")
         grads = torch.autograd.grad(score.sum(), outputs, allow_unused=True)
@@ -119,6 +132,16 @@ def capture(
         logits=_logits_or_none(output), score=score.detach(), scorer=scorer,
         activations=activations, gradients=gradients,
     )
+
+
+def recorded_outputs(recorders: Sequence[_Recorder]) -> list[torch.Tensor]:
+    """What each recorder saw; a layer that did not run is an error."""
+    outputs = []
+    for rec in recorders:
+        if rec.output is None:
+            raise ValueError(f"layer {rec.name!r} did not run in the model's forward pass")
+        outputs.append(rec.output)
+    return outputs
 
 
 def check_score_shape(score: torch.Tensor, batch: int) -> None:

@@ -12,15 +12,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from .capture import capture, run_hooked
-from .explain import Explanation, assemble, method_parts
+from .capture import capture, recorded_outputs, run_hooked
+from .checks import positive_int
+from .explain import Explanation, assemble
 from .inputs import prepare_input
 from .layers import LayerSpec, resolve_layer
 from .methods import check_options, get_method
 from .methods.context import MethodContext
-from .methods.perturbation import channel_drops
+from .methods.rerun import channel_drops
 from .model_state import evaluation_mode
-from .split import TRACE_ERRORS, trace_tail
+from .split import UntraceableError, trace_tail
 from .targets import Scorer, Target
 
 CANCELLING_RATIO = 0.01
@@ -81,13 +82,16 @@ def _conditioning_note(activations: torch.Tensor) -> str:
 
 def effective_bias(module: nn.Module) -> torch.Tensor | None:
     """The additive constant per output channel: b for conv/linear, β − γμ/√(σ²+ε) for BatchNorm (eval)."""
+    bias = getattr(module, "bias", None)
+    bias = bias if isinstance(bias, torch.Tensor) else None
     if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
-        if module.running_mean is None:
-            return module.bias
-        gamma = module.weight if module.weight is not None else torch.ones_like(module.running_mean)
-        beta = module.bias if module.bias is not None else torch.zeros_like(module.running_mean)
-        return beta - gamma * module.running_mean / torch.sqrt(module.running_var + module.eps)
-    return module.bias
+        mean, var = module.running_mean, module.running_var
+        if mean is None or var is None:
+            return bias
+        gamma = module.weight if module.weight is not None else torch.ones_like(mean)
+        beta = bias if bias is not None else torch.zeros_like(mean)
+        return beta - gamma * mean / torch.sqrt(var + module.eps)
+    return bias
 
 
 def bias_term(model: nn.Module, x: torch.Tensor, layer: str, scorer: Scorer) -> torch.Tensor | None:
@@ -97,20 +101,21 @@ def bias_term(model: nn.Module, x: torch.Tensor, layer: str, scorer: Scorer) -> 
     and one backward pass with the outputs of those modules recorded give it for every image."""
     try:
         tail = trace_tail(model, layer)
-    except TRACE_ERRORS:
+    except UntraceableError:
         return None
     modules = dict(model.named_modules())
-    after = [(n.target, modules[n.target]) for n in tail.module.graph.nodes if n.op == "call_module"]
-    biased = [(name, m) for name, m in after if isinstance(m, _BIASED) and effective_bias(m) is not None]
+    after = [(str(n.target), modules[str(n.target)]) for n in tail.module.graph.nodes if n.op == "call_module"]
+    biases = [(name, m, effective_bias(m)) for name, m in after if isinstance(m, _BIASED)]
+    biased = [(name, m, b) for name, m, b in biases if b is not None]
     if not biased:
         return torch.zeros(x.shape[0], device=x.device)
-    output, recorders = run_hooked(model, x, biased)
-    grads = torch.autograd.grad(scorer(output).sum(), [r.output for r in recorders], allow_unused=True)
+    output, recorders = run_hooked(model, x, [(name, m) for name, m, _ in biased])
+    grads = torch.autograd.grad(scorer(output).sum(), recorded_outputs(recorders), allow_unused=True)
     total = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
-    for (_, module), grad in zip(biased, grads):
+    for (_, _, bias), grad in zip(biased, grads):
         if grad is not None:
             per_channel = grad.double().sum(dim=tuple(range(2, grad.ndim))) if grad.ndim > 2 else grad.double()
-            total += (per_channel * effective_bias(module).detach().double()).sum(dim=1)
+            total += (per_channel * bias.detach().double()).sum(dim=1)
     return total.float()
 
 
@@ -130,6 +135,7 @@ def diagnose(
     or use the closed form W_ck·mean(A_k) where a GAP→linear head follows."""
     spec = get_method(method)
     method_options = check_options(spec, options)
+    positive_int("batch_size", batch_size)
     name, _ = resolve_layer(model, layer)
     x = prepare_input(model, x)
     with evaluation_mode(model):
@@ -139,19 +145,19 @@ def diagnose(
 
 def diagnose_context(ctx: MethodContext, method: str, options: dict[str, Any], batch_size: int) -> Diagnosis:
     """`diagnose` on an existing capture (the explorer's cache). Call inside `evaluation_mode`."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    positive_int("batch_size", batch_size)
     spec = get_method(method)
     cap, name = ctx.capture, ctx.layer
-    # A model-aware method shares this context, so its tail is traced once for it and the drops.
-    parts = spec.compute(ctx, **options) if spec.uses_model else method_parts(spec, ctx.model, ctx.x, name, cap, None, options)
-    res = assemble(spec, name, cap, parts, False, ctx.x.shape[2:])
+    # The method shares this context, so the tail after the layer is made once for it and the drops.
+    res = assemble(spec, name, cap, spec.run(ctx, **options), False, ctx.x.shape[2:])
     true = channel_drops(ctx, batch_size)
     bias = bias_term(ctx.model, ctx.x, name, cap.scorer)
     predicted = res.contributions.sum(dim=(2, 3))
     map_sum = res.raw.sum(dim=(1, 2))
     scaled = spec.scaled
-    note = "" if scaled else f"{spec.title}'s weights have no score scale, so conservation and sensitivity errors are not defined; r is."
+    note = "" if scaled else (
+        f"{spec.title}'s weights have no score scale, so conservation and sensitivity errors are not defined; r is."
+    )
     if spec.name == "xgradcam":
         note = _conditioning_note(cap.activations[name])
     return Diagnosis(

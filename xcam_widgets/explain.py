@@ -56,7 +56,14 @@ def explain(
     `reshape` maps a token layer's output to `[B, K, h, w]` (transformers); `aug_smooth` averages
     the displayed map over flips and rescalings; `eigen_smooth` replaces the contributions by
     their first principal component. Other keyword options belong to the method (e.g.
-    `batch_size`); an unknown one is an error. The model is left exactly as it was.
+    `batch_size`; `xw.REGISTRY[method].options` lists them with their defaults); an unknown one is
+    an error. The model is left exactly as it was.
+
+    Threads: calls that share a model take turns. Each holds the model's lock
+    (`xw.model_lock(model)`) while it uses the model, so each sees and restores the caller's
+    `training` and `requires_grad` flags, finds no other call's hooks, and never updates BatchNorm
+    statistics; calls on different models run in parallel. Code of yours that uses the same model
+    in another thread at the same time (training it, say) must hold `xw.model_lock(model)` too.
     """
     spec = get_method(method)
     method_options = check_options(spec, options)
@@ -82,7 +89,8 @@ def _explain_batch(
     with evaluation_mode(model):
         cap = capture(model, x, layer, target, reshape)
         return [
-            assemble(spec, name, cap, method_parts(spec, model, x, name, cap, reshape, options), eigen_smooth, x.shape[2:])
+            assemble(spec, name, cap, spec.run(MethodContext(model, x, name, cap, reshape), **options), eigen_smooth,
+                     x.shape[2:])
             for name in cap.activations
         ]
 
@@ -91,10 +99,8 @@ def method_parts(
     spec: Method, model: nn.Module, x: torch.Tensor, layer: str, cap: Capture,
     reshape: Reshape | None, options: dict[str, Any], progress: Callable[[int, int], None] | None = None,
 ) -> MapParts:
-    """The method's contributions (and weights) at `layer` from a capture; inside `evaluation_mode`."""
-    if spec.uses_model:
-        return spec.compute(MethodContext(model, x, layer, cap, reshape, progress), **options)
-    return spec.compute(cap.activations[layer], cap.gradients[layer])
+    """`spec.run` on a capture (the session's call); inside `evaluation_mode`."""
+    return spec.run(MethodContext(model, x, layer, cap, reshape, progress), **options)
 
 
 def assemble(

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import difflib
-from typing import Sequence, Union
+from typing import Any, Sequence, Union
 
 from torch import nn
 
@@ -35,7 +35,7 @@ def resolve_layer(model: nn.Module, layer: LayerSpec) -> tuple[str, nn.Module]:
 
 def resolve_layers(model: nn.Module, layers: LayerSpec | Sequence[LayerSpec]) -> list[tuple[str, nn.Module]]:
     """Resolve one layer or a non-empty list of distinct layers."""
-    specs = list(layers) if isinstance(layers, (list, tuple)) else [layers]
+    specs: list[Any] = list(layers) if isinstance(layers, (list, tuple)) else [layers]
     if not specs:
         raise ValueError("layer list is empty; give at least one layer")
     resolved = [resolve_layer(model, spec) for spec in specs]

@@ -6,12 +6,22 @@ from typing import Literal, Sequence
 import torch
 import torch.nn.functional as F
 
+# A raw map whose ReLU varies by at most this fraction of its largest magnitude has no range: what
+# varies is float rounding (a constant image gives such maps), not evidence.
+FLAT_RTOL = 1e-4
 
-def display_map(raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+
+def display_map(raw: torch.Tensor, size: tuple[int, ...], rtol: float = FLAT_RTOL) -> torch.Tensor:
     """ReLU(raw) `[B, h, w]`, bilinearly upsampled to `size`, min-max scaled to [0, 1] per image.
-    A map with no range is all zeros, never NaN."""
-    up = F.interpolate(raw.clamp(min=0)[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
-    return scale_unit(up).to(raw.dtype)
+
+    A map with no range, max − min of ReLU(raw) ≤ `rtol` · max |raw|, is all zeros, never NaN.
+    Flatness is decided on the raw map, before upsampling: interpolating a constant map rounds it
+    into a pattern that min-max scaling would stretch to full contrast."""
+    positive = raw.clamp(min=0).float()
+    span = positive.amax(dim=(1, 2)) - positive.amin(dim=(1, 2))
+    flat = span <= rtol * raw.abs().float().amax(dim=(1, 2))
+    up = F.interpolate(positive[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+    return scale_unit(up).masked_fill(flat[:, None, None], 0.0).to(raw.dtype)
 
 
 def scale_unit(maps: torch.Tensor) -> torch.Tensor:

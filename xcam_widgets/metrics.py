@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import positive_int
 from .inputs import prepare_input
 from .model_state import evaluation_mode
 from .targets import logits_of
@@ -70,7 +71,7 @@ def average_drop_increase(
     `baseline=0` is `x * map` in preprocessed space (module docstring). A probability Y of 0 gives
     a drop of 0. The 2B inputs run `batch_size` at a time, without gradients.
     """
-    _check_positive_int(batch_size, "batch_size")
+    positive_int("batch_size", batch_size)
     x, maps, classes = _check(model, x, maps, classes)
     base = _baseline(baseline, x, "baseline")
     masked = base + maps[:, None] * (x - base)
@@ -135,8 +136,8 @@ def causal_curve(
     """
     if mode not in ("deletion", "insertion"):
         raise ValueError(f"mode must be 'deletion' or 'insertion', got {mode!r}")
-    _check_positive_int(steps, "steps")
-    _check_positive_int(batch_size, "batch_size")
+    positive_int("steps", steps)
+    positive_int("batch_size", batch_size)
     x, maps, classes = _check(model, x, maps, classes)
     if baseline is None:
         baseline = "zeros" if mode == "deletion" else "blur"
@@ -258,7 +259,7 @@ def _check_localisation(maps: torch.Tensor, masks: torch.Tensor) -> tuple[torch.
         raise ValueError(
             f"maps and masks must be [B, H, W] with the same B, got {tuple(maps.shape)} and {tuple(masks.shape)}"
         )
-    maps = _resize(maps.to(masks.device).float(), tuple(masks.shape[-2:]))
+    maps = _resize(maps.to(masks.device).float(), (int(masks.shape[-2]), int(masks.shape[-1])))
     return maps, masks.bool()
 
 
@@ -301,11 +302,6 @@ def _probabilities(model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor
             _softmax_at(model(chunk), cls, check=i == 0)
             for i, (chunk, cls) in enumerate(zip(inputs.split(batch_size), classes.split(batch_size)))
         ])
-
-
-def _check_positive_int(value: Any, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 __all__ = [

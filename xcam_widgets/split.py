@@ -3,9 +3,10 @@
 The model is traced with torch.fx, with the layer kept as one leaf node. Every node that depends
 on the layer's output forms the tail graph. Values computed before the layer that the tail still
 reads (a residual branch, an input size) are evaluated once per call and fed in as constants,
-so nothing before the layer runs again per ablation batch. Where tracing fails, or the traced tail
-does not reproduce the model's score, a hook-based fallback replays the whole model with the
-layer's output replaced: slower, always correct.
+so nothing before the layer runs again per ablation batch. Where tracing fails, whatever the error
+(torch.fx raises NameError for a sliced `nn.Sequential`, TraceError for data-dependent control
+flow, and many other types), or the traced tail does not reproduce the model's score, a hook-based
+fallback replays the whole model with the layer's output replaced: slower, always correct.
 """
 from __future__ import annotations
 
@@ -18,9 +19,13 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
+from .model_state import evaluation_mode
+
 Tail = Callable[[torch.Tensor, int], Any]
-# What torch.fx raises on code it cannot trace (data-dependent control flow, unsupported ops).
-TRACE_ERRORS = (fx.proxy.TraceError, TypeError, NotImplementedError, RuntimeError, ValueError, AttributeError)
+
+
+class UntraceableError(ValueError):
+    """torch.fx could not trace the model, or not cut it at the layer; the message says why."""
 
 
 class _LayerLeafTracer(fx.Tracer):
@@ -45,9 +50,12 @@ class TailGraph:
 
 
 # Traces per model and layer: tracing resnet50 costs ~20 ms of Python, more than a GPU's whole
-# Grad-CAM. A trace is reused while the model's structure (`_structure`) is the one it was made
-# from. Failures are not kept: an exception's frames would hold the model.
-_TRACES: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple[Hashable, TailGraph]]] = weakref.WeakKeyDictionary()
+# Grad-CAM. A trace, or the reason it failed, is reused while the model's structure (`_structure`)
+# is the one it was made from. A failure is kept as its message: an exception's frames would hold
+# the model.
+_TRACES: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple[Hashable, TailGraph | str]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _structure(model: nn.Module) -> Hashable:
@@ -61,13 +69,24 @@ def _structure(model: nn.Module) -> Hashable:
 
 
 def trace_tail(model: nn.Module, layer: str) -> TailGraph:
-    """Trace `model` and cut its graph at `layer` (cached, see `_TRACES`). Raises if it cannot be traced."""
-    structure = _structure(model)
-    per_model = _TRACES.setdefault(model, {})
-    cached = per_model.get(layer)
-    if cached is None or cached[0] != structure:
-        cached = per_model[layer] = (structure, _trace_tail(model, layer))
+    """Trace `model` in eval mode (the graph every use runs) and cut it at `layer` (cached, see
+    `_TRACES`). Raises UntraceableError, whatever went wrong inside torch.fx."""
+    with evaluation_mode(model):  # the model's lock: no other thread flips its flags mid-trace
+        structure = _structure(model)
+        per_model = _TRACES.setdefault(model, {})
+        cached = per_model.get(layer)
+        if cached is None or cached[0] != structure:
+            cached = per_model[layer] = (structure, _trace_or_reason(model, layer))
+    if isinstance(cached[1], str):
+        raise UntraceableError(f"torch.fx cannot trace {type(model).__name__} up to layer {layer!r}: {cached[1]}")
     return cached[1]
+
+
+def _trace_or_reason(model: nn.Module, layer: str) -> TailGraph | str:
+    try:
+        return _trace_tail(model, layer)
+    except Exception as error:  # noqa: BLE001 - torch.fx raises almost any type on Python it cannot trace
+        return f"{type(error).__name__}: {error}"
 
 
 def _trace_tail(model: nn.Module, layer: str) -> TailGraph:
@@ -156,15 +175,15 @@ def make_tail(
     """The tail after `layer` for inputs `x`, and whether it is the fast traced one.
 
     `check(tail)` must confirm that the tail reproduces the model's scores on the clean
-    activations; a traced tail that fails it (an untraceable size computation, say) is replaced
-    by the fallback.
+    activations; a traced tail that fails it, or fails to run at all (an untraceable size
+    computation, say), is replaced by the fallback.
     """
     layer_module = dict(model.named_modules())[layer]
     try:
         tail = _fx_tail(trace_tail(model, layer), x)
         if check(tail):
             return tail, True
-    except TRACE_ERRORS:
+    except Exception:  # noqa: BLE001 - any failure of the traced path: the fallback replays the real model
         pass
     return _hook_tail(model, layer_module, x), False
 
@@ -175,7 +194,7 @@ _FLATTEN_METHODS = {"flatten", "view", "reshape", "squeeze"}
 
 def _is_global_avg_pool(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     if node.op == "call_module":
-        module = modules[node.target]
+        module = modules[str(node.target)]
         return isinstance(module, nn.AdaptiveAvgPool2d) and module.output_size in (1, (1, 1))
     if node.op == "call_function" and node.target is F.adaptive_avg_pool2d:
         return node.args[1:2] in ((1,), ((1, 1),))
@@ -194,7 +213,7 @@ def gap_linear_head(model: nn.Module, layer: str) -> nn.Linear | None:
     W[c,k]·mean(A_k). None when the head is anything else or cannot be traced."""
     try:
         graph = trace_tail(model, layer)
-    except TRACE_ERRORS:
+    except UntraceableError:
         return None
     if graph.frontier:
         return None
@@ -203,15 +222,16 @@ def gap_linear_head(model: nn.Module, layer: str) -> nn.Linear | None:
     if len(nodes) < 2 or not _is_global_avg_pool(nodes[0], modules):
         return None
     last = nodes[-1]
-    if last.op != "call_module" or not isinstance(modules[last.target], nn.Linear):
+    head = modules[str(last.target)] if last.op == "call_module" else None
+    if not isinstance(head, nn.Linear):
         return None
     for node in nodes[1:-1]:
         harmless = (
-            (node.op == "call_module" and isinstance(modules[node.target], (nn.Dropout, nn.Identity, nn.Flatten)))
+            (node.op == "call_module" and isinstance(modules[str(node.target)], (nn.Dropout, nn.Identity, nn.Flatten)))
             or (node.op == "call_function" and node.target in _FLATTEN)
             or (node.op == "call_method" and node.target in _FLATTEN_METHODS)
         )
         if not harmless:
             return None
     output = [n for n in graph.module.graph.nodes if n.op == "output"][0]
-    return modules[last.target] if output.args[0] is last else None
+    return head if output.args[0] is last else None
