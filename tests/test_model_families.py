@@ -94,7 +94,6 @@ def test_inferred_reshape_gives_the_hand_written_maps(built, name):
     assert float(ours.raw.abs().max()) > 0
 
 
-@pytest.mark.xfail(strict=True, reason="explain does not infer reshape yet: integration in capture.py pending")
 def test_explain_infers_the_grid_without_reshape(built):
     model = built["deit_tiny_distilled"]
     x = torch.randn(1, 3, 32, 96, generator=torch.Generator().manual_seed(1))

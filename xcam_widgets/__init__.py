@@ -1,13 +1,13 @@
 """xcam-widgets: interactive, axiom-checked class activation maps for PyTorch CNNs.
 
-The widgets (`Explorer`, `layer_sweep`, `method_grid`) load on first use (PEP 562), so the
+The widgets (`Explorer`, `Gallery`, `layer_sweep`, `method_grid`) load on first use (PEP 562), so the
 engine, the runner and the CLI never import ipywidgets or Plotly."""
 from __future__ import annotations
 
 from importlib import import_module
 from typing import Any
 
-from . import metrics
+from . import metrics, targets
 from .capture import capture
 from .diagnostics import Diagnosis, diagnose
 from .discovery import LayerInfo, candidate_layers, default_layer
@@ -23,14 +23,14 @@ from .reshape import token_grid
 from .session import Session
 
 # Public name -> the module that defines it, imported on first access.
-_LAZY = {"Explorer": ".widgets", "layer_sweep": ".widgets", "method_grid": ".widgets"}
+_LAZY = {"Explorer": ".widgets", "Gallery": ".widgets", "layer_sweep": ".widgets", "method_grid": ".widgets"}
 
 __all__ = [
     "METHODS", "REGISTRY", "EvaluationResult", "average_drop_increase", "deletion_auc", "energy_in_mask", "evaluate",
     "insertion_auc", "metrics", "pointing_game", "Session", "SAMPLE_IMAGES", "Diagnosis", "Explanation", "LayerInfo",
     "candidate_layers", "default_layer", "diagnose", "ModelBundle", "available_models", "capture", "explain",
     "fuse_maps", "hook_counts", "load_image", "load_checkpoint", "load_model", "model_lock", "sample_image",
-    "token_grid", *_LAZY,
+    "targets", "token_grid", *_LAZY,
 ]
 __version__ = "0.1.0"
 

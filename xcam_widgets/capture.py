@@ -1,7 +1,7 @@
 """One forward and one backward pass → activations A and gradients G = ∂S_c/∂A of many layers."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
@@ -9,6 +9,7 @@ from torch import nn
 
 from .layers import LayerSpec, resolve_layers
 from .model_state import evaluation_mode
+from .reshape import infer_reshape
 from .targets import Scorer, Target, logits_of, make_scorer
 
 Reshape = Callable[[torch.Tensor], torch.Tensor]
@@ -23,6 +24,7 @@ class Capture:
     scorer: Scorer
     activations: dict[str, torch.Tensor]
     gradients: dict[str, torch.Tensor]
+    reshapes: dict[str, Reshape | None] = field(default_factory=dict)  # the caller's, or the inferred one
 
 
 class _Recorder:
@@ -118,6 +120,10 @@ def capture(
         score = scorer(output, rows_of)
         check_score_shape(score, x.shape[0])
         outputs = recorded_outputs(recorders)
+        reshapes = {
+            rec.name: reshape if reshape is not None else infer_reshape(model, tuple(x.shape), rec.name, tuple(out.shape))
+            for rec, out in zip(recorders, outputs)
+        }
         if not score.requires_grad:
             raise ValueError("the score does not depend on the chosen layer(s) through autograd")
         grads = torch.autograd.grad(score.sum(), outputs, allow_unused=True)
@@ -126,11 +132,11 @@ def capture(
     for rec, act, grad in zip(recorders, outputs, grads):
         if grad is None:
             raise ValueError(f"the score does not depend on layer {rec.name!r}")
-        activations[rec.name] = to_grid(rec.name, act.detach(), reshape)
-        gradients[rec.name] = to_grid(rec.name, grad.detach(), reshape)
+        activations[rec.name] = to_grid(rec.name, act.detach(), reshapes[rec.name])
+        gradients[rec.name] = to_grid(rec.name, grad.detach(), reshapes[rec.name])
     return Capture(
         logits=_logits_or_none(output), score=score.detach(), scorer=scorer,
-        activations=activations, gradients=gradients,
+        activations=activations, gradients=gradients, reshapes=reshapes,
     )
 
 

@@ -45,15 +45,20 @@ class MethodContext:
         """Scores of a batch whose rows are all copies of image `image`."""
         return self.capture.scorer(output, image)
 
+    @property
+    def layer_reshape(self) -> Reshape | None:
+        """The reshape this layer's A and G went through: the caller's, or the one capture inferred."""
+        return self.capture.reshapes.get(self.layer, self.reshape)
+
     @cached_property
     def head(self) -> nn.Linear | None:
         """The Linear of a GAP→linear head after the layer (see `split.gap_linear_head`)."""
-        return None if self.reshape is not None else gap_linear_head(self.model, self.layer)
+        return None if self.layer_reshape is not None else gap_linear_head(self.model, self.layer)
 
     @cached_property
     def tail(self) -> Tail:
         """The network after the layer, checked against the captured scores."""
-        if self.reshape is not None:
+        if self.layer_reshape is not None:
             raise ValueError("ablation-based methods and true drops do not support reshape= (token layers) yet")
         tail, self.traced = make_tail(self.model, self.layer, self.x, self._reproduces_scores)
         return tail
