@@ -267,8 +267,24 @@ def test_quickstart_runs_in_jupyterlab_and_the_explorer_responds(browser, lab):
             save_docs_screenshot(png, "explorer-jupyterlab.png")
         assert len({s["z"] for s in states}) == 3, "method and class changes must each change the map"
         assert not [m for m in console if "pageerror" in m], console
+        _reload_shows_the_current_map(page, server, states[-1])
     finally:
         page.close()
+
+
+def _reload_shows_the_current_map(page, server: Server, current: dict) -> None:
+    """A page that connects late (here: the same notebook reloaded, its kernel still running) must
+    draw the map the controls show now, not the one the figure was created with."""
+    page.locator(".jp-Notebook").first.click()
+    page.keyboard.press("Control+s")
+    _wait(page, lambda: page.locator(".jp-mod-dirty").count() == 0, "the notebook to be saved", 60, server)
+    page.reload(wait_until="domcontentloaded", timeout=120_000)
+    page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=120_000)
+    _wait(page, lambda: _kernel_idle(page), "the kernel to reconnect", 120, server)
+    reloaded = _wait(page, lambda: _drawn_heatmap(page), "the heatmap after the reload", EXPLORER_TIMEOUT, server)
+    _shot(page, "jupyterlab-reloaded")
+    assert reloaded["title"] == current["title"], "the reloaded page shows another state's title"
+    assert reloaded["z"] == current["z"], "the reloaded page shows a stale map"
 
 
 def test_app_mode_renders_the_explorer_in_voila(browser, voila):

@@ -25,11 +25,6 @@ class LayerInfo:
     depth: int
     gap_linear: bool
 
-    @property
-    def label(self) -> str:
-        marker = "  [XGrad-CAM = Grad-CAM]" if self.gap_linear else ""
-        return f"{'  ' * self.depth}{self.name}  {self.kind} {self.shape[0]}×{self.shape[1]}×{self.shape[2]}{marker}"
-
 
 def candidate_layers(model: nn.Module, input_shape: tuple[int, int, int] = (3, 224, 224)) -> list[LayerInfo]:
     """Modules that run once and output a 4-D tensor for a zero input of `input_shape`, in the

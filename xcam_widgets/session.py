@@ -1,36 +1,46 @@
-"""The explorer's state and cache, with no widgets: what each change invalidates.
+"""The explorer's state and cache, with no widgets: what each change invalidates, and what views show.
 
 - display changes (opacity, colormap) never reach this layer: nothing is recomputed;
-- a new image clears everything;
-- a class needs one forward and one backward pass, capturing every candidate layer at once,
-  so switching layer or among gradient methods afterwards recomputes only cheap arithmetic;
-- perturbation methods and diagnostics are cached per (image, class, layer, method, options).
+- a new image starts a new generation with empty caches: a result computed for an old image is
+  stored with that image, so it is never returned for the new one;
+- an image's forward pass is kept with its autograd graph (`ForwardGraph`), so a class or a layer
+  costs one backward pass to the layers shown, never a new forward pass;
+- gradient methods are then cheap arithmetic; every result is cached per (image, layer, method,
+  class, options).
+
+Thread-safe: every use of the model holds `evaluation_mode(model)`, whose per-model lock lets
+threads (the Explorer's view and diagnostics workers) take turns; the caches have their own locks,
+never held while waiting for the model.
 """
 from __future__ import annotations
 
+import threading
 from collections import Counter, OrderedDict
-from dataclasses import dataclass
-from typing import Any, Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Hashable, Mapping, Sequence
 
 import numpy as np
 import torch
-import torchvision.transforms as T
-import torchvision.transforms.functional as TF
-from PIL import Image
 from torch import nn
 
-from .capture import Capture, capture
+from . import views
+from .capture import Capture
 from .diagnostics import Diagnosis, diagnose_context
 from .discovery import LayerInfo, candidate_layers, default_layer
 from .explain import Explanation, assemble, method_parts
+from .forward_graph import ForwardGraph
 from .images import ImageSource, load_image
 from .inputs import prepare_input
-from .methods import check_options, get_method
+from .methods import GRADIENT_METHODS, REGISTRY, Method, check_options, get_method
 from .methods.context import MethodContext
 from .model_state import evaluation_mode
 from .models import ModelBundle
+from .targets import Scorer
+from .views import Conservation
 
 Progress = Callable[[int, int], None]
+CLASS_PASSES = 8  # classes whose gradients an image keeps
+DIAGNOSIS_BATCH = 64  # ablated copies per pass when the method has no batch_size of its own
 
 
 @dataclass(frozen=True)
@@ -41,47 +51,57 @@ class Prediction:
     logit: float
 
 
-def display_image(preprocess: Callable[[Image.Image], torch.Tensor], image: Image.Image, size: tuple[int, int]) -> np.ndarray:
-    """The photo as the model sees it, before normalisation: `[H, W, 3]` uint8.
-
-    The geometric steps (resize, crop) of a torchvision pipeline are replayed on the PIL image;
-    an unknown pipeline falls back to a plain resize to the input size."""
-    transform = getattr(preprocess, "transform", preprocess)
-    if isinstance(transform, T.Compose):
-        for step in transform.transforms:
-            if not isinstance(step, (T.Resize, T.CenterCrop)):
-                break
-            image = step(image)
-    elif hasattr(transform, "crop_size") and hasattr(transform, "resize_size"):  # torchvision weights' transforms
-        image = TF.center_crop(TF.resize(image, transform.resize_size), transform.crop_size)
-    if image.size != (size[1], size[0]):
-        image = image.resize((size[1], size[0]), Image.BILINEAR)
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
-
-
-def tensor_display(x: torch.Tensor) -> np.ndarray:
-    """A preprocessed `[3, H, W]` tensor shown as uint8, min-max scaled (its normalisation is unknown)."""
-    x = x.detach().float().cpu()
-    x = (x - x.min()) / (x.max() - x.min()).clamp(min=1e-12)
-    return (x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-
-
-class LRU(OrderedDict):
-    """A small least-recently-used cache."""
+class LRU:
+    """A small thread-safe least-recently-used cache."""
 
     def __init__(self, size: int):
-        super().__init__()
         self.size = size
+        self._items: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
 
-    def lookup(self, key: Hashable) -> Any:
-        self.move_to_end(key)
-        return self[key]
+    def get(self, key: Hashable) -> Any:
+        """The value stored under `key` (now the most recent), or None."""
+        with self._lock:
+            if key not in self._items:
+                return None
+            self._items.move_to_end(key)
+            return self._items[key]
 
-    def store(self, key: Hashable, value: Any) -> Any:
-        self[key] = value
-        while len(self) > self.size:
-            self.popitem(last=False)
+    def put(self, key: Hashable, value: Any) -> Any:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
         return value
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@dataclass
+class _ClassPass:
+    """One class on one image: its scorer, its score once known, and G of the layers asked so far."""
+
+    scorer: Scorer
+    score: torch.Tensor | None = None
+    gradients: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class _Image:
+    """One image and everything computed for it; `set_image` replaces it whole."""
+
+    generation: int
+    x: torch.Tensor
+    display: np.ndarray
+    results: LRU
+    graph: ForwardGraph | None = None
+    passes: LRU = field(default_factory=lambda: LRU(CLASS_PASSES))
+
+
+def _key(options: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(options.items()))
 
 
 class Session:
@@ -94,38 +114,55 @@ class Session:
             raise TypeError(f"Session needs a ModelBundle or an nn.Module, got {type(bundle).__name__}")
         self.bundle = bundle
         self.model = bundle.model
+        self.cache_size = cache_size
         self.stats: Counter[str] = Counter()
-        self._captures: LRU = LRU(4)
-        self._results: LRU = LRU(cache_size)
-        self._layer_cache: dict[tuple[int, ...], list[LayerInfo]] = {}
+        self._layer_cache: dict[tuple[int, int, int], list[LayerInfo]] = {}
+        self._generations = 0
+        self._swap = threading.Lock()
         self.set_image(image)
 
     # --- the image ---------------------------------------------------------------------------
     def set_image(self, image: ImageSource | torch.Tensor) -> None:
-        """Load, check and preprocess a new image; the old one stays if this raises."""
+        """Load, check and preprocess a new image; the old one stays if this raises. Work still
+        running for the old image finishes into the old image's caches, which are dropped."""
         if isinstance(image, torch.Tensor):
             x = prepare_input(self.model, image)
             if x.shape[0] != 1:
                 raise ValueError(f"the explorer shows one image; got a batch of {x.shape[0]}")
-            shown = tensor_display(x[0])
+            shown = views.tensor_display(x[0])
         else:
             if self.bundle.preprocess is None:
                 raise TypeError("this model has no preprocessing: pass a preprocessed [C, H, W] tensor")
             pil = load_image(image)
             x = prepare_input(self.model, self.bundle.preprocess(pil))
-            shown = display_image(self.bundle.preprocess, pil, tuple(x.shape[2:]))
-        self.x, self.display = x, shown
-        self._captures.clear()
-        self._results.clear()
-        self._logits: torch.Tensor | None = None
+            shown = views.display_image(self.bundle.preprocess, pil, (x.shape[2], x.shape[3]))
+        with self._swap:
+            self._generations += 1
+            self._image = _Image(self._generations, x, shown, LRU(self.cache_size))
+
+    @property
+    def generation(self) -> int:
+        """Counts `set_image` calls: a view drawn for another generation shows another image."""
+        return self._image.generation
+
+    @property
+    def x(self) -> torch.Tensor:
+        return self._image.x
+
+    @property
+    def display(self) -> np.ndarray:
+        return self._image.display
+
+    @property
+    def graph_bytes(self) -> int:
+        """Bytes the kept forward pass holds (0 before the first computation on this image)."""
+        graph = self._image.graph
+        return 0 if graph is None else graph.nbytes()
 
     # --- what the controls offer ---------------------------------------------------------------
     @property
     def layers(self) -> list[LayerInfo]:
-        shape = tuple(self.x.shape[1:])
-        if shape not in self._layer_cache:
-            self._layer_cache[shape] = candidate_layers(self.model, shape)
-        return self._layer_cache[shape]
+        return self._layers(self._image)
 
     @property
     def default_layer(self) -> str:
@@ -137,62 +174,191 @@ class Session:
 
     @property
     def logits(self) -> torch.Tensor:
-        if self._logits is None:
-            self._logits = self.capture(None).logits[0]
-        return self._logits
+        logits = self._graph(self._image).logits
+        if logits is None:
+            raise ValueError("this model's output holds no logits, so the explorer cannot rank its classes")
+        return logits[0]
 
     def predictions(self, k: int = 5) -> list[Prediction]:
-        probs = torch.softmax(self.logits.float(), dim=0)
+        logits = self.logits
+        probs = torch.softmax(logits.float(), dim=0)
         top = torch.topk(probs, min(k, probs.numel()))
         return [
-            Prediction(int(i), self.class_name(int(i)), float(p), float(self.logits[i]))
+            Prediction(int(i), self.class_name(int(i)), float(p), float(logits[i]))
             for p, i in zip(top.values, top.indices)
         ]
 
-    # --- computation -------------------------------------------------------------------------
-    def capture(self, target: int | None) -> Capture:
-        """A and G of every candidate layer for class `target` (top-1 for None): one forward and
-        one backward pass, cached."""
-        key = ("capture", target)
-        if key in self._captures:
-            return self._captures.lookup(key)
-        self.stats["capture"] += 1
-        names = [info.name for info in self.layers]
-        result = self._captures.store(key, capture(self.model, self.x, names, target))
-        if target is None and result.scorer.classes is not None:  # the top-1 class is now known too
-            self._captures.store(("capture", int(result.scorer.classes[0])), result)
-        return result
+    # --- results -------------------------------------------------------------------------------
+    def capture(self, target: int | None, layers: Sequence[str] | None = None) -> Capture:
+        """A of every candidate layer and G = ∂S_c/∂A of `layers` (default: all) for class `target`
+        (top-1 for None). The forward pass is the image's kept one; missing gradients cost one
+        backward pass."""
+        image = self._image
+        names = [info.name for info in self._layers(image)] if layers is None else list(layers)
+        return self._capture(image, self._target(image, target), names)
 
     def explanation(self, layer: str, method: str, target: int | None = None,
                     progress: Progress | None = None, **options: Any) -> Explanation:
         spec = get_method(method)
-        options = check_options(spec, options)
-        key = ("explain", layer, spec.name, target, tuple(sorted(options.items())))
-        if key in self._results:
-            return self._results.lookup(key)
-        cap = self._capture_with(layer, target)
-        self.stats["method"] += 1
-        with evaluation_mode(self.model):
-            parts = method_parts(spec, self.model, self.x, layer, cap, None, options, progress)
-        return self._results.store(key, assemble(spec, layer, cap, parts, False, self.x.shape[2:]))
+        image = self._image
+        checked = check_options(spec, options)
+        return self._explanation(image, layer, spec, self._target(image, target), checked, progress)
 
-    def diagnosis(self, layer: str, method: str, target: int | None = None, batch_size: int = 64,
+    def diagnosis(self, layer: str, method: str, target: int | None = None, batch_size: int | None = None,
                   progress: Progress | None = None, **options: Any) -> Diagnosis:
+        """Axiom diagnostics. `batch_size` is the ablated copies per pass, and the method's own batch
+        size where it has one; None: the method's default batch size, else DIAGNOSIS_BATCH."""
         spec = get_method(method)
+        if batch_size is not None and "batch_size" in spec.options:
+            options = {**options, "batch_size": batch_size}
         options = check_options(spec, options)
-        key = ("diagnose", layer, spec.name, target, batch_size, tuple(sorted(options.items())))
-        if key in self._results:
-            return self._results.lookup(key)
-        cap = self._capture_with(layer, target)
-        self.stats["diagnosis"] += 1
+        batch = batch_size if batch_size is not None else options.get("batch_size", DIAGNOSIS_BATCH)
+        image = self._image
+        target = self._target(image, target)
+        key = ("diagnose", layer, spec.name, target, batch, _key(options))
+        found = image.results.get(key)
+        if found is not None:
+            return found
         with evaluation_mode(self.model):
-            result = diagnose_context(MethodContext(self.model, self.x, layer, cap, progress=progress),
-                                      spec.name, options, batch_size)
-        return self._results.store(key, result)
+            found = image.results.get(key)  # another thread may have computed it while this one waited
+            if found is not None:
+                return found
+            cap = self._capture(image, target, [layer])
+            self.stats["diagnosis"] += 1
+            ctx = MethodContext(self.model, image.x, layer, cap, progress=progress)
+            return image.results.put(key, diagnose_context(ctx, spec.name, options, batch))
 
-    def _capture_with(self, layer: str, target: int | None) -> Capture:
-        cap = self.capture(target)
-        if layer not in cap.activations:
-            choices = ", ".join(info.name for info in self.layers[-5:])
-            raise ValueError(f"layer {layer!r} is not a candidate layer of this model (e.g. {choices})")
-        return cap
+    # --- the view API: arrays and plain data for any front end -----------------------------------
+    def low_res_map(self, layer: str, method: str, target: int | None = None, *,
+                    options: Mapping[str, Any] | None = None, progress: Progress | None = None) -> np.ndarray:
+        """`method`'s map at `layer` for class `target`, `[h, w]` in [0, 1] (see `views.low_res_map`)."""
+        return views.low_res_map(self.explanation(layer, method, target, progress, **dict(options or {})).raw)
+
+    def conservation(self, layer: str, target: int | None = None, methods: Sequence[str] | None = None) -> Conservation:
+        """Σ M of each method (default: the gradient methods with a score scale) against S_c."""
+        image = self._image
+        target = self._target(image, target)
+        chosen = [get_method(m) for m in methods] if methods is not None else \
+            [REGISTRY[m] for m in GRADIENT_METHODS if REGISTRY[m].scaled]
+        sums = tuple(float(self._explanation(image, layer, spec, target, check_options(spec, {}), None).raw.sum())
+                     for spec in chosen)
+        score = float(self._capture(image, target, [layer]).score[0])
+        return Conservation(layer, target, tuple(spec.name for spec in chosen), sums, score)
+
+    def sweep_layers(self, count: int = views.SWEEP_LAYERS) -> list[str]:
+        """Up to `count` layers spread through the network up to the default layer."""
+        return views.spread_layers(self.layers, self.default_layer, count)
+
+    def sweep_maps(self, method: str, target: int | None = None, layers: Sequence[str] | None = None, *,
+                   options: Mapping[str, Any] | None = None, progress: Progress | None = None) -> dict[str, np.ndarray]:
+        """Layer name → `method`'s low-resolution map, for `layers` (default: `sweep_layers()`);
+        their gradients come from one backward pass."""
+        spec = get_method(method)
+        checked = check_options(spec, dict(options or {}))
+        image = self._image
+        target = self._target(image, target)
+        infos = self._layers(image)
+        names = list(layers) if layers is not None else views.spread_layers(infos, default_layer(infos, self.model))
+        self._capture(image, target, names)
+        return {name: views.low_res_map(self._explanation(image, name, spec, target, checked, progress).raw)
+                for name in names}
+
+    def method_maps(self, layer: str, target: int | None = None, methods: Sequence[str] = GRADIENT_METHODS, *,
+                    options: Mapping[str, Mapping[str, Any]] | None = None,
+                    progress: Progress | None = None) -> dict[str, np.ndarray]:
+        """Method name → its low-resolution map at `layer`; `options` maps a method to its options."""
+        image = self._image
+        target = self._target(image, target)
+        maps = {}
+        for name in methods:
+            spec = get_method(name)
+            checked = check_options(spec, dict((options or {}).get(name, {})))
+            maps[spec.name] = views.low_res_map(self._explanation(image, layer, spec, target, checked, progress).raw)
+        return maps
+
+    def class_maps(self, layer: str, method: str, targets: Sequence[int], *,
+                   options: Mapping[str, Any] | None = None, progress: Progress | None = None) -> dict[int, np.ndarray]:
+        """Class index → `method`'s low-resolution map at `layer` for that class."""
+        spec = get_method(method)
+        checked = check_options(spec, dict(options or {}))
+        image = self._image
+        return {int(t): views.low_res_map(self._explanation(image, layer, spec, self._target(image, t), checked,
+                                                            progress).raw) for t in targets}
+
+    def channel_activation(self, layer: str, channel: int) -> np.ndarray:
+        """A_k of the image at `layer`, `[h, w]`: what one channel responds to (the same for every class)."""
+        image = self._image
+        activations = self._graph(image).activations
+        self._check_layers(image, [layer])
+        channels = activations[layer].shape[1]
+        if isinstance(channel, bool) or not isinstance(channel, (int, np.integer)) or not 0 <= channel < channels:
+            raise ValueError(f"channel must be an int in 0..{channels - 1} for layer {layer!r}, got {channel!r}")
+        return activations[layer][0, int(channel)].float().cpu().numpy()
+
+    # --- internals: every path below takes the image it works for ----------------------------------
+    def _layers(self, image: _Image) -> list[LayerInfo]:
+        shape = (image.x.shape[1], image.x.shape[2], image.x.shape[3])
+        found = self._layer_cache.get(shape)
+        if found is None:
+            found = self._layer_cache.setdefault(shape, candidate_layers(self.model, shape))
+        return found
+
+    def _check_layers(self, image: _Image, layers: Sequence[str]) -> None:
+        infos = self._layers(image)
+        known = {info.name for info in infos}
+        for layer in layers:
+            if layer not in known:
+                choices = ", ".join(info.name for info in infos[-5:])
+                raise ValueError(f"layer {layer!r} is not a candidate layer of this model (e.g. {choices})")
+
+    def _graph(self, image: _Image) -> ForwardGraph:
+        """The image's forward pass with every candidate layer recorded: computed once."""
+        if image.graph is None:
+            with evaluation_mode(self.model):
+                if image.graph is None:
+                    names = [info.name for info in self._layers(image)]
+                    image.graph = ForwardGraph(self.model, image.x, names)
+                    self.stats["forward"] += 1
+        return image.graph
+
+    def _target(self, image: _Image, target: int | None) -> int:
+        """The class index shown: `target`, or the top-1 class for None."""
+        if target is not None:
+            return target
+        classes = self._graph(image).scorer(None).classes
+        if classes is None:
+            raise ValueError("this model's output holds no logits: choose a class index")
+        return int(classes[0])
+
+    def _capture(self, image: _Image, target: int, names: Sequence[str]) -> Capture:
+        if not names:
+            raise ValueError("no layers given: name at least one candidate layer")
+        self._check_layers(image, names)
+        with evaluation_mode(self.model):
+            graph = self._graph(image)
+            found = image.passes.get(target)
+            if found is None:
+                found = image.passes.put(target, _ClassPass(graph.scorer(target)))
+            missing = [name for name in dict.fromkeys(names) if name not in found.gradients]
+            if missing:
+                found.score, gradients = graph.gradients(found.scorer, missing)
+                found.gradients.update(gradients)
+                self.stats["backward"] += 1
+            return Capture(logits=graph.logits, score=found.score, scorer=found.scorer,
+                           activations=graph.activations, gradients={n: found.gradients[n] for n in names})
+
+    def _explanation(self, image: _Image, layer: str, spec: Method, target: int, options: dict[str, Any],
+                     progress: Progress | None) -> Explanation:
+        key = ("explain", layer, spec.name, target, _key(options))
+        found = image.results.get(key)
+        if found is not None:
+            return found
+        with evaluation_mode(self.model):
+            found = image.results.get(key)  # another thread may have computed it while this one waited
+            if found is not None:
+                return found
+            cap = self._capture(image, target, [layer])
+            self.stats["method"] += 1
+            parts = method_parts(spec, self.model, image.x, layer, cap, None, options, progress)
+            return image.results.put(key, assemble(spec, layer, cap, parts, False, image.x.shape[2:]))
+

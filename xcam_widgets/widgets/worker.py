@@ -1,7 +1,9 @@
-"""Compute for the newest state only, off the kernel's message thread."""
+"""Compute for the newest state only, off the kernel's message thread; stop cleanly at exit."""
 from __future__ import annotations
 
+import atexit
 import threading
+import weakref
 from typing import Any, Callable, Generic, TypeVar
 
 State = TypeVar("State")
@@ -18,6 +20,10 @@ class LatestWins(Generic[State]):
     next `progress(done, total)` call (which raises `Superseded`) and its result is dropped, so a
     dragged slider always ends showing the last state, never a stale one. Errors of the newest
     state go to `on_error`; the view drawn before stays as it was.
+
+    `shutdown()` (also run for every live worker at interpreter exit) cancels and joins the thread:
+    a process must not exit while a thread is inside torch, which aborts it ("terminate called
+    without an active exception").
     """
 
     def __init__(self, compute: Callable[[State, Callable[[int, int], None]], Any],
@@ -29,13 +35,18 @@ class LatestWins(Generic[State]):
         self._generation = 0
         self._pending: tuple[int, State] | None = None
         self._thread: threading.Thread | None = None
+        self._closed = False
+        _LIVE.add(self)
 
     def submit(self, state: State) -> None:
+        """Compute `state` next, superseding whatever is pending or running; ignored after shutdown."""
         with self._lock:
+            if self._closed:
+                return
             self._generation += 1
             self._pending = (self._generation, state)
             if self._background and self._thread is None:
-                self._thread = threading.Thread(target=self._drain, daemon=True)
+                self._thread = threading.Thread(target=self._drain, daemon=True, name="xcam-widgets worker")
                 self._thread.start()
         if not self._background:
             self._drain()
@@ -50,6 +61,16 @@ class LatestWins(Generic[State]):
         """Block until every submitted state is done (for tests and scripts)."""
         thread = self._thread
         if thread is not None:
+            thread.join(timeout)
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Cancel, refuse new states, and wait for the running computation to stop."""
+        with self._lock:
+            self._closed = True
+            self._generation += 1
+            self._pending = None
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
     def _is_current(self, generation: int) -> bool:
@@ -81,3 +102,13 @@ class LatestWins(Generic[State]):
                 continue
             if self._is_current(generation):
                 self._apply(state, result)
+
+
+_LIVE: weakref.WeakSet[LatestWins] = weakref.WeakSet()
+
+
+@atexit.register
+def _shutdown_all() -> None:
+    """At interpreter exit (a script's end, a kernel shutdown or restart): stop every worker."""
+    for worker in list(_LIVE):
+        worker.shutdown()
