@@ -16,7 +16,8 @@ import torch
 
 import xcam_widgets as xw
 from conftest import TinyGAPNet, TinyVGGNet
-from xcam_widgets.widgets.explorer import Explorer, low_res_map
+from xcam_widgets.views import low_res_map
+from xcam_widgets.widgets.explorer import Explorer
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 

@@ -109,3 +109,16 @@ def test_explicit_reshape_overrides(built):
     wrong_but_asked_for = xw.token_grid(prefix_tokens=2, height=3, width=4)
     res = xw.explain(model, x, "blocks.1.norm1", method="gradcam", target=3, reshape=wrong_but_asked_for)
     assert res.raw.shape == (1, 3, 4)
+
+
+def test_default_layer_of_a_vit_is_the_norm_before_the_last_attention():
+    """After the last attention, patch tokens no longer reach the class token: their gradient is 0,
+    so the last block's output would give an all-zero Grad-CAM map; its `ln_1` does not."""
+    torch.manual_seed(0)
+    vit = torchvision.models.vit_b_16(weights=None, image_size=32, num_classes=10).eval()
+    torch.nn.init.normal_(vit.heads.head.weight)  # torchvision zero-initialises the head
+    x = torch.randn(1, 3, 32, 32)
+    layers = xw.candidate_layers(vit, (3, 32, 32))
+    assert xw.default_layer(layers, vit) == "encoder.layers.encoder_layer_11.ln_1"
+    assert float(xw.explain(vit, x, "encoder.layers.encoder_layer_11", target=1).raw.abs().max()) == 0.0
+    assert float(xw.explain(vit, x, "encoder.layers.encoder_layer_11.ln_1", target=1).raw.abs().max()) > 0.0

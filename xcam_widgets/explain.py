@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -93,14 +93,6 @@ def _explain_batch(
                      x.shape[2:])
             for name in cap.activations
         ]
-
-
-def method_parts(
-    spec: Method, model: nn.Module, x: torch.Tensor, layer: str, cap: Capture,
-    reshape: Reshape | None, options: dict[str, Any], progress: Callable[[int, int], None] | None = None,
-) -> MapParts:
-    """`spec.run` on a capture (the session's call); inside `evaluation_mode`."""
-    return spec.run(MethodContext(model, x, layer, cap, reshape, progress), **options)
 
 
 def assemble(

@@ -27,7 +27,7 @@ from . import views
 from .capture import Capture
 from .diagnostics import Diagnosis, diagnose_context
 from .discovery import LayerInfo, candidate_layers, default_layer
-from .explain import Explanation, assemble, method_parts
+from .explain import Explanation, assemble
 from .forward_graph import ForwardGraph
 from .images import ImageSource, load_image
 from .inputs import prepare_input
@@ -359,6 +359,6 @@ class Session:
                 return found
             cap = self._capture(image, target, [layer])
             self.stats["method"] += 1
-            parts = method_parts(spec, self.model, image.x, layer, cap, None, options, progress)
+            parts = spec.run(MethodContext(self.model, image.x, layer, cap, None, progress), **options)
             return image.results.put(key, assemble(spec, layer, cap, parts, False, image.x.shape[2:]))
 

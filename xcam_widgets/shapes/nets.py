@@ -119,7 +119,7 @@ def preprocess(image: Image.Image | Tensor) -> Tensor:
     """A PIL image, or a float tensor `[3, H, W]` or `[B, 3, H, W]` in [0, 1], to the nets' input:
     resized bilinearly to 64x64 (antialiased), then normalised as (x - 0.5) / 0.25."""
     if isinstance(image, Image.Image):
-        image = image.convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)
+        image = image.convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
         x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
     elif isinstance(image, Tensor):
         if not image.is_floating_point():
