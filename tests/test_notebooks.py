@@ -28,6 +28,7 @@ BUDGET = {
     "03_layer_debugging.ipynb": 180,
     "04_compare_methods.ipynb": 180,
     "05_your_model.ipynb": 180,
+    "06_dataset_debugging.ipynb": 180,
     "app.ipynb": 180,
 }
 HEAVY: set[str] = set()  # notebooks too slow for the default run (none today)
@@ -64,7 +65,7 @@ def test_every_notebook_has_a_budget():
     assert names, "no notebooks found"
     assert names <= set(BUDGET), f"add a time budget for {sorted(names - set(BUDGET))}"
     expected = {"01_quickstart.ipynb", "02_axioms.ipynb", "03_layer_debugging.ipynb", "04_compare_methods.ipynb",
-                "05_your_model.ipynb", "app.ipynb"}
+                "05_your_model.ipynb", "06_dataset_debugging.ipynb", "app.ipynb"}
     assert expected <= names, f"missing notebooks: {sorted(expected - names)}"
 
 

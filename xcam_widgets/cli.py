@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--model", required=True, help="a model name (xw.available_models()), e.g. shapes_gap")
     ev.add_argument("--images", required=True,
-                    help="a folder, an image file, or 'shapes:N' / 'shapes:N:SEED' (the shapes benchmark); "
+                    help="a folder, an image file, 'shapes:N[:SEED]' (the shapes benchmark) or "
+                         "'shapes_shortcut:N[:SEED[:MARKS]]'; "
                          "an existing path wins")
     ev.add_argument("--methods", type=_names, default=["gradcam", "xgradcam"],
                     help=f"comma-separated methods (default gradcam,xgradcam); any of {','.join(METHODS)}")

@@ -63,7 +63,7 @@ def evaluate(
 
     - `model_or_name`: a `load_model` name, a `ModelBundle`, or a module (then give
       `preprocess`, except on the shapes benchmark, whose nets' preprocess is the default).
-    - `images`: see `open_images`: a folder, files, "shapes:N", a ShapesBatch or a torch Dataset.
+    - `images`: see `open_images`: a folder, files, "shapes:N", "shapes_shortcut:N", a ShapesBatch or a Dataset.
     - `layers`: names or modules; None picks the shapes nets' `CAM_LAYER`, else `xw.default_layer`.
     - `target`: None (the true label where known, else top-1), "label", "top1" or a class index.
     - `metrics`: a subset of `METRICS`; None means all that apply to the data.

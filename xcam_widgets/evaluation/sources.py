@@ -24,11 +24,13 @@ from torch.utils.data import Dataset, IterableDataset
 
 from ..images import load_image
 from ..shapes.constants import HELDOUT_SEED
-from ..shapes.dataset import SHAPE_CLASSES, ShapesBatch, make_shapes
+from ..shapes.dataset import MARK_MODES, SHAPE_CLASSES, ShapesBatch, make_shapes, make_shortcut_shapes
 from ..views import display_image
 
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".ppm", ".tif", ".tiff", ".webp")
 SHAPES_SPEC = re.compile(r"^shapes:(\d+)(?::(\d+))?$")
+SHORTCUT_SPEC = re.compile(r"^shapes_shortcut:(\d+)(?::(\d+)(?::(\w+))?)?$")
+SPEC_PREFIXES: tuple[str, ...] = ("shapes:", "shapes_shortcut:")
 UNKNOWN_LABEL = -1
 
 Images = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]], ShapesBatch, Dataset]
@@ -287,8 +289,10 @@ def _index(image_id: Any, n: int) -> int:
 def open_images(images: Images, preprocess: Callable) -> Source:
     """A source for `images`: an existing folder (searched recursively for image files, in sorted
     order) or image file, a list of files, "shapes:N" or "shapes:N:SEED" (N single-shape images;
-    SEED defaults to the shapes nets' held-out seed), a `ShapesBatch`, or a torch Dataset of
-    `(image, label)` (see `DatasetSource`). An existing path wins over a shapes spec."""
+    SEED defaults to the shapes nets' held-out seed), "shapes_shortcut:N[:SEED[:MARKS]]" (the same
+    images watermarked by `make_shortcut_shapes`; MARKS is "label" (default), "random" or "none"),
+    a `ShapesBatch`, or a torch Dataset of `(image, label)` (see `DatasetSource`). An existing path
+    wins over a shapes spec."""
     if isinstance(images, ShapesBatch):
         if len(images) == 0:
             raise ValueError("images: the ShapesBatch is empty")
@@ -311,14 +315,10 @@ def open_images(images: Images, preprocess: Callable) -> Source:
                                 kind="folder")
         if root.is_file():
             return FolderSource([root.absolute()], [root.name], preprocess, spec=str(root.absolute()))
-        if isinstance(images, str) and images.startswith("shapes:"):
-            match = SHAPES_SPEC.match(images)
-            if not match or int(match.group(1)) < 1:
-                raise ValueError(f"images {images!r}: the shapes benchmark is 'shapes:N' or 'shapes:N:SEED' "
-                                 "with N >= 1")
-            seed = int(match.group(2)) if match.group(2) else HELDOUT_SEED
-            return ShapesSource(make_shapes(int(match.group(1)), seed=seed), preprocess, spec=images)
-        raise ValueError(f"images {str(images)!r} is neither 'shapes:N', a folder nor an image file")
+        if isinstance(images, str) and images.startswith(SPEC_PREFIXES):
+            return ShapesSource(_shapes_from_spec(images), preprocess, spec=images)
+        raise ValueError(f"images {str(images)!r} is neither 'shapes:N', a folder nor an image file (the "
+                         "watermarked shapes are 'shapes_shortcut:N')")
     if isinstance(images, Sequence) and images and all(isinstance(p, (str, os.PathLike)) for p in images):
         names = [os.fspath(p) for p in images]
         return FolderSource([Path(p).absolute() for p in names], names, preprocess, spec=names)
@@ -328,11 +328,32 @@ def open_images(images: Images, preprocess: Callable) -> Source:
     )
 
 
+def _shapes_from_spec(spec: str) -> ShapesBatch:
+    """The images a "shapes:N[:SEED]" or "shapes_shortcut:N[:SEED[:MARKS]]" spec names (SEED defaults
+    to the held-out seed, MARKS to "label")."""
+    if spec.startswith("shapes:"):
+        match = SHAPES_SPEC.match(spec)
+        if not match or int(match.group(1)) < 1:
+            raise ValueError(f"images {spec!r}: the shapes benchmark is 'shapes:N' or 'shapes:N:SEED' with N >= 1")
+        seed = int(match.group(2)) if match.group(2) else HELDOUT_SEED
+        return make_shapes(int(match.group(1)), seed=seed)
+    match = SHORTCUT_SPEC.match(spec)
+    if not match or int(match.group(1)) < 1:
+        raise ValueError(f"images {spec!r}: the watermarked shapes are 'shapes_shortcut:N', 'shapes_shortcut:N:SEED' "
+                         f"or 'shapes_shortcut:N:SEED:MARKS' with N >= 1 and MARKS one of {MARK_MODES}")
+    marks = match.group(3) or "label"
+    if marks not in MARK_MODES:
+        raise ValueError(f"images {spec!r}: MARKS must be one of {MARK_MODES}, got {marks!r}")
+    seed = int(match.group(2)) if match.group(2) else HELDOUT_SEED
+    return make_shortcut_shapes(int(match.group(1)), seed=seed, marks=marks)
+
+
 def is_shapes(images: Any) -> bool:
-    """Whether `images` is the shapes benchmark (a ShapesBatch, or a "shapes:" spec that is no existing path)."""
+    """Whether `images` is the shapes benchmark (a ShapesBatch, or a "shapes:" or "shapes_shortcut:"
+    spec that is no existing path)."""
     if isinstance(images, ShapesBatch):
         return True
-    return isinstance(images, str) and images.startswith("shapes:") and not Path(images).exists()
+    return isinstance(images, str) and images.startswith(SPEC_PREFIXES) and not Path(images).exists()
 
 
 def categories_of(images: Any) -> list[str]:

@@ -1,0 +1,292 @@
+"""The Gallery in a real browser: JupyterLab runs a small notebook, headless Chromium (driven by
+Playwright) sorts the grid and opens an Explorer through the page's own controls.
+
+What the page shows is checked against what the kernel computes on its own: the row that pandas puts
+first, the JPEG thumbnail drawn from that row's stored map and the photo as the Explorer encodes it
+(SHA-1 of the bytes the page holds). Needs Chromium as `test_browser.py` does (installed when missing and
+we are root; skips only when it cannot be had). Screenshots and the server log go to
+`test-artifacts/browser/gallery/`; `docs/gallery.png` is written when missing, or refreshed with
+XCAM_UPDATE_SCREENSHOTS=1.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from browser_helpers import (
+    ARTIFACTS,
+    CHROMIUM_ARGS,
+    DOCS,
+    JS_ERROR_OUTPUTS,
+    JS_HEATMAP,
+    Server,
+    ensure_chromium,
+    free_port,
+    lab_settings,
+    save_docs_screenshot,
+)
+
+HERE = ARTIFACTS / "gallery"
+BIN = Path(sys.executable).parent
+NOTEBOOK = "gallery.ipynb"
+N_IMAGES = 24
+RUN_TIMEOUT = 240  # s: kernel start, imports, two models' worth of work on a loaded 2-core machine
+CHANGE_TIMEOUT = 60  # s: a sort redraws from the table; an Explorer needs one forward and backward pass
+UPDATE_DOCS = os.environ.get("XCAM_UPDATE_SCREENSHOTS") == "1"
+
+# The notebook the browser runs: a Gallery of the shortcut net on watermarked shapes, then (in the
+# kernel, independently of the widget) the row pandas puts first by energy, the thumbnail that row
+# must show and the photo the Explorer must draw, printed as one JSON line.
+CELLS = [
+    f"""\
+import xcam_widgets as xw
+
+gallery = xw.Gallery("shapes_shortcut", "shapes_shortcut:{N_IMAGES}", methods=["xgradcam"],
+                     metrics=["pointing", "energy"], metric="energy", page_size=12)
+gallery""",
+    f"""\
+import hashlib, json
+from xcam_widgets.gallery import ThumbnailStyle, encode, thumbnail
+from xcam_widgets.shapes import make_shortcut_shapes
+from xcam_widgets.shapes.constants import HELDOUT_SEED
+from xcam_widgets.widgets.figures import png_source
+
+gallery.wait()
+table = gallery.run.snapshot().table
+first = table.sort_values(["energy", "row"], kind="stable").iloc[0]
+image = make_shortcut_shapes({N_IMAGES}, seed=HELDOUT_SEED).images[int(first["image"])]
+pixels = (image.permute(1, 2, 0) * 255).round().clamp(0, 255).byte().numpy()
+thumb = encode(thumbnail(pixels, gallery.maps[int(first["row"])], ThumbnailStyle()))
+print("EXPECTED " + json.dumps({{
+    "rows": len(table), "initial_row": int(table["row"].iloc[0]), "row": int(first["row"]),
+    "image": int(first["image"]), "class_name": str(first["class_name"]), "layer": str(first["layer"]),
+    "thumb_sha1": hashlib.sha1(thumb).hexdigest(),
+    "photo_sha1": hashlib.sha1(png_source(pixels).encode()).hexdigest()}}))""",
+]
+
+# The Gallery's root: the outermost widget box holding a dropdown labelled "sort by".
+JS_FIND_GALLERY = r"""
+() => {
+  const labelled = root => [...root.querySelectorAll('.widget-dropdown')]
+      .some(d => (d.querySelector('label')?.textContent || '').trim() === 'sort by');
+  const roots = [...document.querySelectorAll('.widget-vbox')].filter(labelled);
+  const root = roots.find(r => !roots.some(o => o !== r && o.contains(r)));
+  if (root) root.setAttribute('data-test', 'gallery');
+  return !!root;
+}
+"""
+
+# The first visible tile of the grid: its explore button's text, its caption and the SHA-1 of its
+# JPEG (the bytes behind the <img>'s blob URL).
+JS_FIRST_TILE = r"""
+async () => {
+  const grid = document.querySelector('[data-test="gallery"] .widget-gridbox');
+  const tile = grid && [...grid.children].find(t => getComputedStyle(t).display !== 'none');
+  const img = tile && tile.querySelector('img');
+  if (!img || !img.src) return null;
+  const bytes = await (await fetch(img.src)).arrayBuffer();
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-1', bytes));
+  return {button: tile.querySelector('button').innerText.trim(),
+          caption: tile.querySelector('.widget-html-content').innerText.trim(),
+          sha1: [...digest].map(b => b.toString(16).padStart(2, '0')).join('')};
+}
+"""
+
+JS_PROGRESS = r"""
+() => [...document.querySelectorAll('[data-test="gallery"] .widget-html-content')]
+  .map(e => e.innerText.trim()).find(t => / images · /.test(t)) || null
+"""
+
+# The Explorer the Gallery opened: the box after the title "Explorer on row #…"; it is tagged for
+# `JS_HEATMAP`. Returns the title and the SHA-1 of the overlay's photo (its PNG data URI).
+JS_EXPLORER = r"""
+async () => {
+  const title = [...document.querySelectorAll('[data-test="gallery"] .widget-html-content')]
+      .find(e => e.innerText.trim().startsWith('Explorer on row #'));
+  const box = title && title.closest('.widget-html');
+  const root = box && box.nextElementSibling;
+  if (!root) return null;
+  root.setAttribute('data-test', 'explorer');
+  const plot = [...root.querySelectorAll('.js-plotly-plot')].find(p => (p.data || []).some(t => t.type === 'image'));
+  const photo = plot && plot.data.find(t => t.type === 'image').source;
+  if (!photo) return null;
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-1', new TextEncoder().encode(photo)));
+  return {title: title.innerText.trim(), photo_sha1: [...digest].map(b => b.toString(16).padStart(2, '0')).join('')};
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    path, why = ensure_chromium()
+    if path is None:
+        pytest.skip(why)
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser(chromium, tmp_path_factory):
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is not installed; `make setup` installs the dev extra (pip install -e '.[dev]')")
+    shutil.rmtree(HERE, ignore_errors=True)
+    HERE.mkdir(parents=True)
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=chromium, headless=True,
+            args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 1200}, device_scale_factor=1)
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """JupyterLab on a free loopback port with a random token and a private Jupyter setup, serving a
+    folder that holds only the test's notebook."""
+    home = tmp_path_factory.mktemp("lab")
+    root = home / "root"
+    root.mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in CELLS], metadata={
+        "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}})
+    nbformat.write(nb, root / NOTEBOOK)
+    lab_settings(home / "settings")
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_DATA_DIR": str(home / "data"),
+           "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "IPYTHONDIR": str(home / "ipython"),
+           "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.pop("JUPYTER_PATH", None)
+    port, token = free_port(), secrets.token_hex(16)
+    command = [str(BIN / "jupyter"), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+               f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+               f"--LabApp.user_settings_dir={home / 'settings'}", f"--LabApp.workspaces_dir={home / 'workspaces'}",
+               "--ServerApp.open_browser=False", "--ServerApp.port_retries=0"]
+    if os.geteuid() == 0:
+        command.append("--allow-root")
+    server = Server(command, HERE / "jupyterlab.log", cwd=root, env=env)
+    try:
+        server.wait_until_up(f"http://127.0.0.1:{port}/api/status?token={token}")
+        yield f"http://127.0.0.1:{port}", token, server
+    finally:
+        server.stop()
+
+
+def _shot(page, name: str) -> bytes:
+    HERE.mkdir(parents=True, exist_ok=True)
+    return page.screenshot(path=str(HERE / f"{name}.png"), full_page=False)
+
+
+def _wait(page, predicate, what: str, timeout: float, server: Server, poll: float = 0.5):
+    """Poll `predicate()` until it returns something truthy; on timeout save a screenshot and fail
+    with the server's log."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            _shot(page, "timeout-" + re.sub(r"[^A-Za-z0-9]+", "-", what))
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}.\nServer log:\n{server.log_tail()}")
+        page.wait_for_timeout(int(poll * 1000))
+
+
+def _kernel_idle(page) -> bool:
+    dialog = page.locator(".jp-Dialog button.jp-mod-accept")
+    if dialog.count():
+        dialog.first.click()
+    text = page.locator("#jp-main-statusbar").inner_text()
+    return "Idle" in text and "No Kernel" not in text
+
+
+def _expected(page) -> dict | None:
+    """The kernel's JSON line from the second cell's output, once it is there."""
+    for text in page.locator(".jp-CodeCell .jp-OutputArea-output").all_inner_texts():
+        match = re.search(r"^EXPECTED (\{.*\})$", text.strip(), re.M)
+        if match:
+            return json.loads(match.group(1))
+    return None
+
+
+def _no_errors(page) -> None:
+    errors = [e for e in page.evaluate(JS_ERROR_OUTPUTS) if "Traceback" in e or "Error" in e]
+    assert not errors, "error output in the page:\n" + "\n---\n".join(errors)
+
+
+def test_sorting_and_exploring_the_gallery_in_jupyterlab(browser, lab):
+    base, token, server = lab
+    page = browser.new_page()
+    console: list[str] = []
+    page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+    try:
+        page.goto(f"{base}/lab/tree/{NOTEBOOK}?token={token}", wait_until="domcontentloaded", timeout=120_000)
+        page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=120_000)
+        _wait(page, lambda: _kernel_idle(page), "the kernel to start", 120, server)
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
+        page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Run All Cells$")).click()
+
+        expected = _wait(page, lambda: _expected(page), "the kernel's expected first row", RUN_TIMEOUT, server)
+        assert expected["rows"] == N_IMAGES
+        assert expected["row"] != expected["initial_row"], "the sort must move another row to the front"
+        _wait(page, lambda: page.evaluate(JS_FIND_GALLERY), "the Gallery", CHANGE_TIMEOUT, server)
+        _wait(page, lambda: page.evaluate(JS_PROGRESS) == f"{N_IMAGES} / {N_IMAGES} images · done",
+              "the Gallery's progress to show the finished run", CHANGE_TIMEOUT, server)
+        before = _wait(page, lambda: page.evaluate(JS_FIRST_TILE), "the first thumbnail", CHANGE_TIMEOUT, server)
+        assert before["button"] == f"explore #{expected['initial_row']}"
+        _no_errors(page)
+
+        # Sort by energy through the page's own menu: the row pandas puts first comes to the front.
+        sort_by = page.locator('[data-test="gallery"] .widget-dropdown').filter(
+            has=page.locator("label", has_text=re.compile("^sort by$"))).first.locator("select")
+        sort_by.scroll_into_view_if_needed()
+        sort_by.select_option(label="energy")
+        wanted = f"explore #{expected['row']}"
+
+        def sorted_tile():
+            tile = page.evaluate(JS_FIRST_TILE)
+            return tile if tile and tile["button"] == wanted and tile["sha1"] != before["sha1"] else None
+
+        after = _wait(page, sorted_tile, "the first thumbnail to become the lowest-energy row", CHANGE_TIMEOUT,
+                      server)
+        assert after["caption"].startswith(f"#{expected['row']} {expected['image']}"), after["caption"]
+        assert expected["class_name"] in after["caption"] and "energy" in after["caption"]
+        assert after["sha1"] == expected["thumb_sha1"], "the first thumbnail is not the expected image and map"
+
+        # Open that row in the Explorer with the tile's own button.
+        page.locator('[data-test="gallery"] .widget-gridbox button', has_text=re.compile(f"^{wanted}$")).click()
+        title = f"Explorer on row #{expected['row']}: image {expected['image']}"
+
+        def explorer_drawn():
+            shown = page.evaluate(JS_EXPLORER)
+            heat = page.evaluate(JS_HEATMAP) if shown else None
+            if shown and heat and heat["rows"] > 1 and heat["painted"] and expected["class_name"] in heat["title"]:
+                return shown, heat
+            return None
+
+        shown, heat = _wait(page, explorer_drawn, "the Explorer's map of the row", CHANGE_TIMEOUT, server)
+        assert shown["title"] == title
+        assert shown["photo_sha1"] == expected["photo_sha1"], "the Explorer shows another image"
+        assert expected["layer"] in heat["title"] and heat["image"], heat
+        _no_errors(page)
+        assert not console, console
+
+        # The screenshot: the file browser folded away (clicking its open tab), the Gallery's cell on top.
+        open_tab = page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current")
+        if open_tab.count():
+            open_tab.first.click()
+        page.locator('[data-test="gallery"]').evaluate("e => e.closest('.jp-Cell').scrollIntoView({block: 'start'})")
+        page.wait_for_timeout(1000)
+        png = _shot(page, "gallery-final")
+        if UPDATE_DOCS or not (DOCS / "gallery.png").exists():
+            save_docs_screenshot(png, "gallery.png")
+    finally:
+        page.close()
