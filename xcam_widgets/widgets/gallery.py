@@ -125,7 +125,7 @@ class Gallery(W.VBox):
         self.cancel_button = W.Button(description="Cancel", icon="stop", disabled=reopened)
         self.tiles = [Tile(self.style.side) for _ in range(page_size)]
         self.grid = W.GridBox(self.tiles, layout=W.Layout(
-            grid_template_columns=f"repeat(auto-fill, {self.style.side + 32}px)", grid_gap="4px", width="70%"))
+            grid_template_columns=f"repeat(auto-fill, {self.style.side + 32}px)", grid_gap="4px", width="60%"))
         self.distribution = LiveFigure(distribution_figure(None))
         self.class_table = W.HTML()
         self.explorer_box = W.VBox()
@@ -141,7 +141,7 @@ class Gallery(W.VBox):
         self.export.csv.on_click(lambda button: self._guarded(self.export_csv))
         self.export.png.on_click(lambda button: self._guarded(lambda: self.export_sheet(format="png")))
         self.export.html.on_click(lambda button: self._guarded(lambda: self.export_sheet(format="html")))
-        summary = W.VBox([self.distribution, self.class_table], layout=W.Layout(width="30%"))
+        summary = W.VBox([self.distribution, self.class_table], layout=W.Layout(width="40%", overflow="auto"))
         super().__init__([W.HBox([self.progress, self.progress_label, self.cancel_button]), self.controls.box(),
                           W.HBox([self.grid, summary]), self.export.box(), self.status, self.explorer_box])
 

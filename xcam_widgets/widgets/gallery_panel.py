@@ -187,7 +187,7 @@ class ExportPanel:
 
 def distribution_figure(dist: Distribution | None, height: int = 300) -> go.Figure:
     """The metric's histogram per method (bars of counts over shared bins, overlaid)."""
-    fig = go.Figure(layout=go.Layout(barmode="overlay", height=height, width=480, margin=dict(l=40, r=10, t=40, b=40),
+    fig = go.Figure(layout=go.Layout(barmode="overlay", height=height, width=400, margin=dict(l=40, r=10, t=40, b=40),
                                      title=dict(text="", font=dict(size=13)), legend=dict(orientation="h")))
     update_distribution(fig, dist)
     return fig
