@@ -286,13 +286,16 @@ def _index(image_id: Any, n: int) -> int:
     return int(image_id)
 
 
-def open_images(images: Images, preprocess: Callable) -> Source:
+def open_images(images: Images, preprocess: Callable | None) -> Source:
     """A source for `images`: an existing folder (searched recursively for image files, in sorted
     order) or image file, a list of files, "shapes:N" or "shapes:N:SEED" (N single-shape images;
     SEED defaults to the shapes nets' held-out seed), "shapes_shortcut:N[:SEED[:MARKS]]" (the same
     images watermarked by `make_shortcut_shapes`; MARKS is "label" (default), "random" or "none"),
     a `ShapesBatch`, or a torch Dataset of `(image, label)` (see `DatasetSource`). An existing path
-    wins over a shapes spec."""
+    wins over a shapes spec. `preprocess` (PIL image -> tensor) is the model's; a bare module has none."""
+    if preprocess is None:
+        raise TypeError("the model has no preprocess: pass preprocess= (PIL image -> [C, H, W] tensor) "
+                        "or a ModelBundle from xw.load_model")
     if isinstance(images, ShapesBatch):
         if len(images) == 0:
             raise ValueError("images: the ShapesBatch is empty")
