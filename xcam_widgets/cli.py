@@ -24,6 +24,7 @@ from typing import Any, Sequence
 from .checks import positive_int
 from .evaluation import ENGINES, METRICS, evaluate, run_paths
 from .evaluation.arguments import check_device
+from .evaluation.table import SANITY_METRICS
 from .methods import METHODS
 from .models import load_model
 
@@ -45,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--layers", type=_names, default=None,
                     help="comma-separated dotted layer names (default: the model's default CAM layer)")
     ev.add_argument("--metrics", type=_names, default=None,
-                    help=f"comma-separated subset of {','.join(METRICS)} (default: all that apply)")
+                    help=f"comma-separated subset of {','.join(METRICS)} (default: all that apply "
+                         f"but the costly sanity checks {','.join(SANITY_METRICS)})")
     ev.add_argument("--target", type=_target, default=None,
                     help="'label' (the true class, the default where known), 'top1' (default elsewhere) "
                          "or a class index")

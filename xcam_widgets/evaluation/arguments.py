@@ -16,7 +16,7 @@ from ..models import ModelBundle, load_model
 from ..shapes import nets
 from ..shapes.constants import CAM_LAYER
 from .sources import Source, categories_of, is_shapes
-from .table import LOCALISATION, METRICS
+from .table import DEFAULT_METRICS, LOCALISATION, METRICS
 
 ENGINES: tuple[str, ...] = ("local", "ray")
 TARGETS: tuple[str, ...] = ("label", "top1")
@@ -108,10 +108,15 @@ def check_target(target: Any, source: Source) -> None:
 
 
 def chosen_metrics(metrics: Sequence[str] | None, has_masks: bool) -> tuple[str, ...]:
+    """The metrics to run, in `METRICS` order; None gives `DEFAULT_METRICS` that apply to the data
+    (not the sanity checks, which are costly: `table`)."""
     if metrics is None:
-        return tuple(m for m in METRICS if has_masks or m not in LOCALISATION)
+        return tuple(m for m in DEFAULT_METRICS if has_masks or m not in LOCALISATION)
     if isinstance(metrics, str):
         metrics = [m.strip() for m in metrics.split(",") if m.strip()]
+    if not isinstance(metrics, Sequence) or not all(isinstance(m, str) for m in metrics):
+        raise TypeError(f"metrics must be None, a comma-separated str or a list of names from {METRICS}, "
+                        f"got {metrics!r}")
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or not metrics:
         raise ValueError(f"unknown metric {unknown[0]!r}; accepted: {', '.join(METRICS)}" if unknown

@@ -24,8 +24,9 @@ from ..model_state import evaluation_mode
 from ..models import ModelBundle
 from ..targets import class_indices, logits_of
 from .maps import low_resolution
+from .sanity_columns import sanity_columns
 from .sources import UNKNOWN_LABEL, ImageBatch
-from .table import ERROR_COLUMN, LOCALISATION, METRICS, row_key
+from .table import DEFAULT_METRICS, ERROR_COLUMN, LOCALISATION, row_key
 
 EvalTarget = Union[None, int, str]
 
@@ -44,7 +45,7 @@ def evaluate_batch(
     layers: Sequence[str],
     *,
     target: EvalTarget = None,
-    metrics: Sequence[str] = METRICS,
+    metrics: Sequence[str] = DEFAULT_METRICS,
     steps: int = M.DEFAULT_STEPS,
     tolerance: int | None = None,
     chunk_size: int = 256,
@@ -97,6 +98,7 @@ def _loaded_rows(
     names = [bundle.categories[c] if 0 <= c < len(bundle.categories) else str(c) for c in class_list]
     label_list = labels.tolist() if labels is not None else [UNKNOWN_LABEL] * len(batch)
     predicted_list, confidence_list = predicted.tolist(), confidence.tolist()
+    sanity = sanity_columns(model, x, batch.positions, class_list, methods, layers, metrics, logits.shape[1], options)
     shape = (len(methods), len(layers))
     for m, method in enumerate(methods):
         layer_results = _explanations(model, x, layers, method, classes, metrics, chunk_size, options.get(method, {}))
@@ -121,6 +123,7 @@ def _loaded_rows(
             if masks is not None and "energy" in metrics:
                 columns["energy"] = M.energy_in_mask(saliency, masks)
             values = {name: value.tolist() for name, value in columns.items()}  # one transfer per column
+            values.update(sanity[(method, layer)])
             small = low_resolution(result.raw)
             for i, (position, image) in enumerate(zip(batch.positions, batch.ids)):
                 key = row_key(position, m, l_index, *shape)

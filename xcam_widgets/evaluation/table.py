@@ -6,6 +6,14 @@ columns, and Wilson's score interval for the 0/1 columns (`correct`, `increase`,
 `error`, the share of rows whose image could not be read), which stays inside [0, 1] and keeps
 its coverage near 0 and 1. Both are closed-form and deterministic; with n < 30 the normal
 interval is somewhat too narrow (no t correction).
+
+Metrics: `METRICS` are the accepted names; `DEFAULT_METRICS`, all but the sanity checks, are what
+`metrics=None` runs (with `pointing` and `energy` only where masks exist). The sanity checks
+(`SANITY_METRICS`, `xw.sanity_check` per image: `sanity_columns`) are asked for by name because
+each costs several more passes per image and layer. Their columns, Spearman's ρ of raw maps:
+`mprt`, the map once every parameterised layer after the CAM layer is randomised (cascading)
+against the original map; `random_logit`, the mean over 3 random other classes of their map
+against the row's class's map. Low values pass (the map depends on the weights, on the class).
 """
 from __future__ import annotations
 
@@ -18,8 +26,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-METRICS: tuple[str, ...] = ("diagnostics", "average_drop", "deletion", "insertion", "pointing", "energy")
+METRICS: tuple[str, ...] = (
+    "diagnostics", "average_drop", "deletion", "insertion", "pointing", "energy", "mprt", "random_logit",
+)
 LOCALISATION: tuple[str, ...] = ("pointing", "energy")
+SANITY_METRICS: tuple[str, ...] = ("mprt", "random_logit")
+DEFAULT_METRICS: tuple[str, ...] = tuple(m for m in METRICS if m not in SANITY_METRICS)
 COLUMNS: Mapping[str, tuple[str, ...]] = {
     "diagnostics": ("conservation_error", "sensitivity_error", "sensitivity_r"),
     "average_drop": ("average_drop", "increase"),
@@ -27,6 +39,8 @@ COLUMNS: Mapping[str, tuple[str, ...]] = {
     "insertion": ("insertion",),
     "pointing": ("pointing",),
     "energy": ("energy",),
+    "mprt": ("mprt",),
+    "random_logit": ("random_logit",),
 }
 # Identify a row; not summarised. `row` is the key: (position · methods + method) · layers + layer.
 KEY_COLUMNS: tuple[str, ...] = ("row", "image", "method", "layer", "class", "class_name", "label", "predicted")
@@ -143,7 +157,7 @@ def pandas() -> Any:
 
 
 __all__ = [
-    "BINARY_COLUMNS", "COLUMNS", "ERROR_COLUMN", "ID_COLUMNS", "KEY_COLUMNS", "LOCALISATION", "METRICS",
-    "PREDICTION_COLUMNS", "RunPaths", "output_paths", "read_table", "row_key", "rows_frame", "run_paths",
-    "summarize", "table_columns", "wilson_interval",
+    "BINARY_COLUMNS", "COLUMNS", "DEFAULT_METRICS", "ERROR_COLUMN", "ID_COLUMNS", "KEY_COLUMNS", "LOCALISATION",
+    "METRICS", "PREDICTION_COLUMNS", "SANITY_METRICS", "RunPaths", "output_paths", "read_table", "row_key",
+    "rows_frame", "run_paths", "summarize", "table_columns", "wilson_interval",
 ]
