@@ -2,6 +2,7 @@
 
 The widgets (`Explorer`, `Gallery`, `layer_sweep`, `method_grid`) load on first use (PEP 562), so the
 engine, the runner and the CLI never import ipywidgets or Plotly."""
+
 from __future__ import annotations
 
 from importlib import import_module
@@ -20,17 +21,47 @@ from .metrics import average_drop_increase, deletion_auc, energy_in_mask, insert
 from .model_state import hook_counts, model_lock
 from .models import ModelBundle, available_models, load_checkpoint, load_model
 from .reshape import token_grid
+from .sanity import SanityResult, sanity_check
 from .session import Session
 
 # Public name -> the module that defines it, imported on first access.
 _LAZY = {"Explorer": ".widgets", "Gallery": ".widgets", "layer_sweep": ".widgets", "method_grid": ".widgets"}
 
 __all__ = [
-    "METHODS", "REGISTRY", "EvaluationResult", "average_drop_increase", "deletion_auc", "energy_in_mask", "evaluate",
-    "insertion_auc", "metrics", "pointing_game", "Session", "SAMPLE_IMAGES", "Diagnosis", "Explanation", "LayerInfo",
-    "candidate_layers", "default_layer", "diagnose", "ModelBundle", "available_models", "capture", "explain",
-    "fuse_maps", "hook_counts", "load_image", "load_checkpoint", "load_model", "model_lock", "sample_image",
-    "targets", "token_grid", *_LAZY,
+    "METHODS",
+    "REGISTRY",
+    "EvaluationResult",
+    "average_drop_increase",
+    "deletion_auc",
+    "energy_in_mask",
+    "evaluate",
+    "insertion_auc",
+    "metrics",
+    "pointing_game",
+    "Session",
+    "SAMPLE_IMAGES",
+    "Diagnosis",
+    "Explanation",
+    "LayerInfo",
+    "candidate_layers",
+    "default_layer",
+    "diagnose",
+    "ModelBundle",
+    "available_models",
+    "capture",
+    "explain",
+    "fuse_maps",
+    "hook_counts",
+    "SanityResult",
+    "sanity_check",
+    "load_image",
+    "load_checkpoint",
+    "load_model",
+    "model_lock",
+    "sample_image",
+    "targets",
+    "token_grid",
+    *_LAZY,
 ]
 __version__ = "0.1.0"
 

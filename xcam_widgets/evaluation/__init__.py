@@ -22,6 +22,8 @@ The table: one row per image × method × layer, sorted by `row`:
 | average_drop, increase | Average Drop's term and the Increase-in-Confidence indicator |
 | deletion, insertion | RISE's AUCs |
 | pointing, energy | the pointing game and the energy in the class's mask (shapes only) |
+| mprt | on request: Spearman ρ of the raw map and the map once the layers after the CAM layer are randomised |
+| random_logit | on request: mean Spearman ρ of the raw map and the maps of 3 random other classes |
 | error | "" when fine; else why the image could not be read (its row has no values, class -1) |
 
 The summary (`table.summarize`): n, mean and a 95% interval per method × layer × value column,

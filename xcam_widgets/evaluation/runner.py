@@ -66,7 +66,8 @@ def evaluate(
     - `images`: see `open_images`: a folder, files, "shapes:N", "shapes_shortcut:N", a ShapesBatch or a Dataset.
     - `layers`: names or modules; None picks the shapes nets' `CAM_LAYER`, else `xw.default_layer`.
     - `target`: None (the true label where known, else top-1), "label", "top1" or a class index.
-    - `metrics`: a subset of `METRICS`; None means all that apply to the data.
+    - `metrics`: a subset of `METRICS`; None means the `DEFAULT_METRICS` that apply to the data (all but the
+      sanity columns mprt and random_logit, which cost several passes per image).
     - `batch_size`: images per batch (one `explain` / `diagnose` call per method × layer each);
       `chunk_size`: model inputs per pass inside the metrics and the true drops.
     - `device`: None keeps the model where it is (a name loads onto CUDA if available); otherwise
