@@ -35,6 +35,8 @@ from .methods import GRADIENT_METHODS, REGISTRY, Method, check_options, get_meth
 from .methods.context import MethodContext
 from .model_state import evaluation_mode
 from .models import ModelBundle
+from .sanity import DEFAULT_METHODS, THRESHOLD, sanity_check
+from .sanity_view import SanityView, sanity_view
 from .targets import Scorer
 from .views import Conservation
 
@@ -284,6 +286,36 @@ class Session:
         image = self._image
         return {int(t): views.low_res_map(self._explanation(image, layer, spec, self._target(image, t), checked,
                                                             progress).raw) for t in targets}
+
+    def sanity(self, layer: str, methods: Sequence[str] = DEFAULT_METHODS, target: int | None = None, *,
+               steps: str = "tail", random_classes: int = 3, seed: int = 0, threshold: float = THRESHOLD,
+               options: Mapping[str, Mapping[str, Any]] | None = None,
+               progress: Progress | None = None) -> SanityView:
+        """The sanity checks of `methods` at `layer` for class `target` (see `sanity_check`): the
+        cascading randomisation (`steps="tail"`: the layers after `layer`, output first) and the
+        random-logit test, as plain data per method (`sanity_view`: the displayed maps, which SSIM
+        compares, the similarity curves, the verdict in words). It randomises a copy of the model,
+        holding the model only to copy it, so the other views keep working meanwhile; the result is
+        cached with the image."""
+        image = self._image
+        self._check_layers(image, [layer])
+        names = tuple(get_method(m).name for m in ([methods] if isinstance(methods, str) else methods))
+        given = {get_method(m).name: values for m, values in (options or {}).items()}
+        if set(given) - set(names):
+            raise ValueError(f"options name method {sorted(set(given) - set(names))[0]!r}, which is not checked")
+        checked = {name: check_options(REGISTRY[name], given.get(name, {})) for name in names}
+        target = self._target(image, target)
+        key = ("sanity", layer, names, target, steps, random_classes, seed, threshold,
+               tuple((name, _key(values)) for name, values in checked.items()))
+        found = image.results.get(key)
+        if found is None:
+            result = sanity_check(self.model, image.x, layer, names, target, ("cascading", "random_logit"),
+                                  seed=seed, progress=progress, steps=steps, random_classes=random_classes,
+                                  threshold=threshold, options={n: o for n, o in checked.items() if o},
+                                  keep_maps=True)
+            self.stats["sanity"] += 1
+            found = image.results.put(key, sanity_view(result, target))
+        return found
 
     def channel_activation(self, layer: str, channel: int) -> np.ndarray:
         """A_k of the image at `layer`, `[h, w]`: what one channel responds to (the same for every class)."""

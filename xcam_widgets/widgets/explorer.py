@@ -23,6 +23,7 @@ from ..session import Session
 from . import figures
 from .live_figure import LiveFigure
 from .options import OptionControl, option_controls
+from .sanity_panel import SanityPanel
 from .worker import LatestWins, Superseded
 
 BLANK = np.zeros((1, 1), dtype=np.float32)  # the heatmap before the first map, and while a new image computes
@@ -70,7 +71,8 @@ def _descendants(widget: W.Widget) -> Iterator[W.Widget]:
 
 
 class Explorer(W.VBox):
-    """Pick a layer, a class and a method; see the map, the predictions and the axiom diagnostics.
+    """Pick a layer, a class and a method; see the map, the predictions, the axiom diagnostics and
+    (on request, in the Sanity tab) the sanity checks.
 
     `Explorer()` uses the offline defaults (EfficientNet-Lite0 and a bundled photo). `model` is a
     `ModelBundle` (from `xw.load_model`) or a plain `nn.Module` (then pass a preprocessed tensor).
@@ -91,7 +93,7 @@ class Explorer(W.VBox):
         self.status = W.HTML()
         self.progress = W.IntProgress(value=0, min=0, max=1, layout=W.Layout(width="200px", visibility="hidden"))
         self._build_controls(image is None)
-        self._build_figures()
+        self._build_figures(background)
         self.worker = LatestWins(self._compute, self._draw, self._show_error, self._show_progress, background)
         self.diag_worker = LatestWins(self._compute_diagnosis, self._draw_diagnosis, self._show_error,
                                       self._show_progress, background)
@@ -188,10 +190,13 @@ class Explorer(W.VBox):
         """Block until the view shows the newest state (for tests and scripts)."""
         self.worker.wait(timeout)
         self.diag_worker.wait(timeout)
+        self.sanity_panel.worker.wait(timeout)
 
     def close(self) -> None:
         """Stop the computation (waiting for the running step to end), then close every widget."""
-        for worker in (getattr(self, "worker", None), getattr(self, "diag_worker", None)):
+        panel = getattr(self, "sanity_panel", None)
+        for worker in (getattr(self, "worker", None), getattr(self, "diag_worker", None),
+                       None if panel is None else panel.worker):
             if worker is not None:  # None when the constructor raised (ipywidgets closes on deletion)
                 worker.shutdown()
         controls = getattr(self, "option_controls", {})
@@ -238,6 +243,7 @@ class Explorer(W.VBox):
                 self.overlay.data[-1].update(z=figures.quantized(BLANK),
                                              **figures.placement((1, 1), self.session.display.shape[:2]))
                 self.overlay.layout.title.text = "computing…"
+            self.sanity_panel.reset()  # its results were for the old image
         self.worker.cancel()  # the old image's work stops at its next progress report
         self.diag_worker.cancel()
         self._fill_classes()
@@ -347,7 +353,7 @@ class Explorer(W.VBox):
         self.progress.layout.visibility = "visible"
 
     # --- figures --------------------------------------------------------------------------------
-    def _build_figures(self) -> None:
+    def _build_figures(self, background: bool) -> None:
         s = self.session
         # LiveFigure: a page that connects later (Voilà, a reload) renders the current figure.
         self.overlay = LiveFigure(figures.overlay_figure(s.display, BLANK, opacity=self.opacity.value,
@@ -362,8 +368,10 @@ class Explorer(W.VBox):
                          W.HBox([self.conservation, self.sensitivity_box, self.channel_box])])
         explore = W.VBox([W.HBox([self.overlay, self.predictions]), axioms])
         compare = W.VBox([self.compare_target, self.compare_box])
-        self.tabs = W.Tab(children=[explore, self.sweep_box, self.grid_box, compare])
-        for i, title in enumerate(("Explore", "Layer sweep", "Method grid", "Class compare")):
+        self.sanity_panel = SanityPanel(s, self.layer, self.target, self.colormap, self.opacity, self._draw_lock,
+                                        background)
+        self.tabs = W.Tab(children=[explore, self.sweep_box, self.grid_box, compare, self.sanity_panel])
+        for i, title in enumerate(("Explore", "Layer sweep", "Method grid", "Class compare", "Sanity")):
             self.tabs.set_title(i, title)
         self.tabs.observe(lambda change: self.refresh(), names="selected_index")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -14,6 +14,8 @@ from plotly.subplots import make_subplots
 COLORMAPS = ("Jet", "Viridis", "Inferno", "Hot", "RdBu_r", "Greys")
 MAX_CELLS = 64  # per side: a bigger map is average-pooled before it is sent (the browser smooths it anyway)
 _TRANSPARENT = "rgba(0,0,0,0)"
+SIMILARITY_COLORS = {"spearman": "#1f77b4", "ssim": "#ff7f0e"}
+SIMILARITY_NAMES = {"spearman": "Spearman ρ", "ssim": "SSIM"}
 
 
 def png_source(pixels: np.ndarray) -> str:
@@ -138,4 +140,35 @@ def small_multiples(pixels: np.ndarray, maps: Sequence[np.ndarray], titles: Sequ
     fig.update_yaxes(visible=False, autorange="reversed")
     fig.update_layout(width=200 * columns + 40, height=220 * rows + 40, margin=dict(l=10, r=10, t=40, b=10))
     fig.update_annotations(font_size=10)
+    return fig
+
+
+def map_strip(pixels: np.ndarray, maps: Sequence[np.ndarray], titles: Sequence[str], *, colorscale: str = "Jet",
+              opacity: float = 0.5, tile: int = 120) -> go.Figure:
+    """One row of overlays, `tile` pixels each: a method's maps along a sanity check."""
+    fig = small_multiples(pixels, maps, titles, colorscale=colorscale, opacity=opacity, columns=max(1, len(maps)))
+    fig.update_layout(width=tile * max(1, len(maps)) + 40, height=tile + 60, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def similarity_figure(steps: Sequence[str], similarity: Mapping[str, Sequence[float]],
+                      random_logit: Mapping[str, float] | None, threshold: float, title: str = "") -> go.Figure:
+    """Similarity to the original map along the cascade (lines, one per measure), the mean
+    random-logit similarity (diamonds at "random classes"), and the verdicts' pass mark (dashed)."""
+    fig = go.Figure()
+    for measure, values in similarity.items():
+        color, name = SIMILARITY_COLORS.get(measure), SIMILARITY_NAMES.get(measure, measure)
+        fig.add_trace(go.Scatter(x=list(steps), y=list(values), mode="lines+markers", name=name,
+                                 line=dict(color=color), legendgroup=measure,
+                                 hovertemplate=f"{name} %{{y:.3f}}<br>%{{x}}<extra></extra>"))
+        if random_logit is not None:
+            fig.add_trace(go.Scatter(x=["random classes"], y=[random_logit[measure]], mode="markers",
+                                     marker=dict(symbol="diamond", size=11, color=color), legendgroup=measure,
+                                     showlegend=False,
+                                     hovertemplate=f"{name} %{{y:.3f}} (random classes)<extra></extra>"))
+    fig.add_hline(y=threshold, line_dash="dash", line_color="grey", annotation_text=f"pass below {threshold:g}")
+    fig.update_yaxes(range=[-1.05, 1.1], title="similarity to the original")
+    fig.update_xaxes(type="category", tickangle=-30)
+    fig.update_layout(title=title, width=380, height=260, margin=dict(l=10, r=10, t=40, b=10),
+                      legend=dict(orientation="h", y=-0.45))
     return fig
