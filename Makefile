@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.xcam-installed
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
-.PHONY: setup lab app browser-deps test test-heavy bench clean
+.PHONY: setup lab app browser-deps lint test test-heavy bench clean
 
 setup: $(STAMP)
 
@@ -34,7 +34,13 @@ browser-deps:
 	    || echo "browser-deps: could not install chromium; the browser tests will skip"; \
 	else echo "browser-deps: chromium is missing (install it as root: apt-get install chromium); the browser tests will skip"; fi
 
-test: $(STAMP) browser-deps
+# Style and types, enforced by `make test` (and so by CI).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check xcam_widgets tests benchmarks
+	$(VENV)/bin/ruff format --check xcam_widgets tests benchmarks
+	$(VENV)/bin/mypy xcam_widgets
+
+test: $(STAMP) browser-deps lint
 	$(PY) -m pytest
 
 test-heavy: $(STAMP)

@@ -4,6 +4,7 @@ page's own clock (`performance.now()`), so no Python round trip enters a measure
 
 Nothing here imports Playwright: the benchmark that drives the browser does.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,16 @@ from types import TracebackType
 
 BIN = Path(sys.executable).parent
 # Headless, quiet and self-contained (no sandbox: we may run as root).
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 
 
 def find_chromium() -> str | None:
@@ -46,11 +55,19 @@ def _free_port() -> int:
 
 def notebook_json(cells: list[str]) -> str:
     """A notebook of code cells, for the venv's `python3` kernel."""
-    return json.dumps({
-        "cells": [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": source}
-                  for source in cells],
-        "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}},
-        "nbformat": 4, "nbformat_minor": 5})
+    return json.dumps(
+        {
+            "cells": [
+                {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": source}
+                for source in cells
+            ],
+            "metadata": {
+                "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+            },
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        }
+    )
 
 
 class JupyterLab:
@@ -64,14 +81,28 @@ class JupyterLab:
         root.mkdir()
         (root / "bench.ipynb").write_text(notebook)
         self.port, self.token = _free_port(), secrets.token_hex(16)
-        self.env = {**os.environ, **(env or {}), "JUPYTER_CONFIG_DIR": str(self.home / "config"),
-                    "JUPYTER_DATA_DIR": str(self.home / "data"), "JUPYTER_RUNTIME_DIR": str(self.home / "runtime"),
-                    "IPYTHONDIR": str(self.home / "ipython"), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+        self.env = {
+            **os.environ,
+            **(env or {}),
+            "JUPYTER_CONFIG_DIR": str(self.home / "config"),
+            "JUPYTER_DATA_DIR": str(self.home / "data"),
+            "JUPYTER_RUNTIME_DIR": str(self.home / "runtime"),
+            "IPYTHONDIR": str(self.home / "ipython"),
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
         self.env.pop("JUPYTER_PATH", None)
-        self.command = [str(BIN / "jupyter"), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
-                        f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={root}",
-                        f"--LabApp.user_settings_dir={self.home / 'settings'}",
-                        f"--LabApp.workspaces_dir={self.home / 'workspaces'}", "--ServerApp.port_retries=0"]
+        self.command = [
+            str(BIN / "jupyter"),
+            "lab",
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={self.port}",
+            f"--IdentityProvider.token={self.token}",
+            f"--ServerApp.root_dir={root}",
+            f"--LabApp.user_settings_dir={self.home / 'settings'}",
+            f"--LabApp.workspaces_dir={self.home / 'workspaces'}",
+            "--ServerApp.port_retries=0",
+        ]
         if os.geteuid() == 0:
             self.command.append("--allow-root")
         self.log_path = self.home / "jupyterlab.log"
@@ -83,8 +114,15 @@ class JupyterLab:
 
     def __enter__(self) -> JupyterLab:
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(self.command, cwd=self.home / "root", env=self.env, stdout=log,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            self.process = subprocess.Popen(
+                self.command,
+                cwd=self.home / "root",
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         self._wait_until_up(f"http://127.0.0.1:{self.port}/api/status?token={self.token}", timeout=120)
         return self
 
@@ -106,8 +144,9 @@ class JupyterLab:
     def log_tail(self, chars: int = 3000) -> str:
         return self.log_path.read_bytes()[-chars:].decode("utf-8", "replace") if self.log_path.exists() else ""
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         """SIGTERM to the server's process group (kernels included), SIGKILL to what is left after 10 s."""
         if self.process is not None:
             for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):

@@ -2,6 +2,7 @@
 
 Benchmarks state the machine and load next to their figures and report ratios against a floor
 measured in the same run; these helpers keep that wording and method the same everywhere."""
+
 from __future__ import annotations
 
 import gc

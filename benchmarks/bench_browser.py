@@ -21,6 +21,7 @@ animation frame. Bytes: every kernel websocket frame the page receives (counted 
 the change to the draw, and to the end of the change (no frame for 1 s). The first round is a
 warm-up; the figures are medians of `--rounds` rounds. Writes benchmarks/results/browser_latency_cpu.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,13 @@ CELL = "import torch\ntorch.set_num_threads(1)\nimport xcam_widgets as xw\n\nexp
 CHANGES = ("class", "opacity", "colormap", "method", "layer")
 WATCHED = {"class": "map", "opacity": "opacity", "colormap": "colorscale", "method": "map", "layer": "map"}
 # the kernel-side benchmark's row for the same change (benchmarks/results/latency_cpu.json)
-KERNEL_ROWS = {"class": "class", "opacity": "display", "colormap": "display", "method": "method (cached)",
-               "layer": "layer"}
+KERNEL_ROWS = {
+    "class": "class",
+    "opacity": "display",
+    "colormap": "display",
+    "method": "method (cached)",
+    "layer": "layer",
+}
 START_TIMEOUT_MS = 300_000  # the notebook's first map: kernel start, model load, layer discovery, a loaded CPU
 CHANGE_TIMEOUT_MS = 60_000
 QUIET_S = 1.0  # a change has ended when no kernel frame arrived for this long
@@ -61,8 +67,11 @@ def select(page: Page, label: str, pattern: str) -> None:
     """Choose, through its <select>, the first option of the dropdown `label` whose text matches `pattern`."""
     menu = page.evaluate(JS_DROPDOWN, label)
     index = next(i for i, text in enumerate(menu["options"]) if re.search(pattern, text))
-    box = page.locator('[data-xcam="explorer"] .widget-dropdown').filter(
-        has=page.locator("label", has_text=re.compile(f"^{re.escape(label)}$"))).first
+    box = (
+        page.locator('[data-xcam="explorer"] .widget-dropdown')
+        .filter(has=page.locator("label", has_text=re.compile(f"^{re.escape(label)}$")))
+        .first
+    )
     box.locator("select").select_option(index=index)
 
 
@@ -73,8 +82,11 @@ def change(page: Page, kind: str, round_: int) -> None:
         menu = page.evaluate(JS_DROPDOWN, "class")
         select(page, "class", "^" + re.escape(menu["options"][round_ + 1]) + "$")
     elif kind == "opacity":
-        slider = page.locator('[data-xcam="explorer"] .widget-slider').filter(
-            has=page.locator("label", has_text=re.compile("^opacity$"))).first
+        slider = (
+            page.locator('[data-xcam="explorer"] .widget-slider')
+            .filter(has=page.locator("label", has_text=re.compile("^opacity$")))
+            .first
+        )
         slider.locator(".noUi-handle").first.press("ArrowRight" if even else "ArrowLeft")
     elif kind == "colormap":
         select(page, "colormap", "^Viridis$" if even else "^Jet$")
@@ -105,8 +117,10 @@ def measure_one(page: Page, kind: str, round_: int) -> dict[str, Any]:
     change(page, kind, round_)
     page.wait_for_function("() => window.__xcamResult", timeout=CHANGE_TIMEOUT_MS, polling=20)
     result = page.evaluate("window.__xcamResult")
-    expected = {"method": "Grad-CAM++" if round_ % 2 == 0 else "XGrad-CAM",
-                "layer": "features.stage5" if round_ % 2 == 0 else "features · "}.get(kind, "")
+    expected = {
+        "method": "Grad-CAM++" if round_ % 2 == 0 else "XGrad-CAM",
+        "layer": "features.stage5" if round_ % 2 == 0 else "features · ",
+    }.get(kind, "")
     if expected and not result["title"].startswith(expected) and f"· {expected}" not in result["title"]:
         raise RuntimeError(f"after the {kind} change the map's title is {result['title']!r}, expected {expected!r}")
     wait_quiet(page)
@@ -115,26 +129,37 @@ def measure_one(page: Page, kind: str, round_: int) -> dict[str, Any]:
     by_type: dict[str, int] = {}
     for _, size, msg_type, _ in to_draw:
         by_type[msg_type] = by_type.get(msg_type, 0) + size
-    return {"round": round_, "title": result["title"], "event": result["event"],
-            "drawn ms": result["drawn"] - result["start"], "next frame ms": result["frame"] - result["start"],
-            "update arrived ms": next((f[0] for f in to_draw if f[3]), float("nan")) - result["start"],
-            "bytes to draw": sum(f[1] for f in to_draw), "frames to draw": len(to_draw),
-            "bytes to draw by msg_type": by_type, "bytes": sum(f[1] for f in frames), "frames": len(frames),
-            "comm_msg bytes": sum(f[1] for f in frames if f[2] == "comm_msg")}
+    return {
+        "round": round_,
+        "title": result["title"],
+        "event": result["event"],
+        "drawn ms": result["drawn"] - result["start"],
+        "next frame ms": result["frame"] - result["start"],
+        "update arrived ms": next((f[0] for f in to_draw if f[3]), float("nan")) - result["start"],
+        "bytes to draw": sum(f[1] for f in to_draw),
+        "frames to draw": len(to_draw),
+        "bytes to draw by msg_type": by_type,
+        "bytes": sum(f[1] for f in frames),
+        "frames": len(frames),
+        "comm_msg bytes": sum(f[1] for f in frames if f[2] == "comm_msg"),
+    }
 
 
 def open_explorer(page: Page, lab: JupyterLab) -> float:
     """Open the notebook, Run All Cells from the menu; the seconds until the first map is drawn."""
     page.goto(lab.url, wait_until="domcontentloaded", timeout=120_000)
     page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=120_000)
-    page.wait_for_function("() => /Idle/.test(document.querySelector('#jp-main-statusbar')?.innerText || '')",
-                           timeout=120_000, polling=500)
+    page.wait_for_function(
+        "() => /Idle/.test(document.querySelector('#jp-main-statusbar')?.innerText || '')", timeout=120_000, polling=500
+    )
     start = time.monotonic()
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
     page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Run All Cells$")).click()
-    page.wait_for_function(f"() => {{ const o = ({JS_FIND_OVERLAY})(); "
-                           "return o && o.rows > 1 && o.title && o.title !== 'computing…'; }",
-                           timeout=START_TIMEOUT_MS, polling=500)
+    page.wait_for_function(
+        f"() => {{ const o = ({JS_FIND_OVERLAY})(); return o && o.rows > 1 && o.title && o.title !== 'computing…'; }}",
+        timeout=START_TIMEOUT_MS,
+        polling=500,
+    )
     return time.monotonic() - start
 
 
@@ -143,8 +168,10 @@ def run(rounds: int) -> dict[str, Any]:
     if chromium is None:
         raise SystemExit("no Chromium: install Debian's `chromium` (make browser-deps) or set XCAM_CHROMIUM")
     samples: dict[str, list[dict[str, Any]]] = {k: [] for k in CHANGES}
-    with JupyterLab(notebook_json([CELL]), env={"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}) as lab, \
-            sync_playwright() as p:
+    with (
+        JupyterLab(notebook_json([CELL]), env={"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}) as lab,
+        sync_playwright() as p,
+    ):
         browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
         version = browser.version
         page = browser.new_page(viewport={"width": 1280, "height": 1200}, device_scale_factor=1)
@@ -167,8 +194,7 @@ def run(rounds: int) -> dict[str, Any]:
             raise
         finally:
             browser.close()
-    return {"first map s": first_map_s, "status": status, "samples": samples,
-            "chromium": version}
+    return {"first map s": first_map_s, "status": status, "samples": samples, "chromium": version}
 
 
 def summary(samples: list[dict[str, Any]]) -> dict[str, float]:
@@ -191,46 +217,64 @@ def kernel_side() -> dict[str, float]:
 def report(data: dict[str, Any], info: str, end_load: str, rounds: int) -> str:
     kernel = kernel_side()
     lines = [
-        f"# Explorer latency in a real browser, CPU ({dt.date.today().isoformat()})", "",
-        f"`.venv/bin/python benchmarks/bench_browser.py --rounds {rounds}`", "",
+        f"# Explorer latency in a real browser, CPU ({dt.date.today().isoformat()})",
+        "",
+        f"`.venv/bin/python benchmarks/bench_browser.py --rounds {rounds}`",
+        "",
         "JupyterLab in headless Chromium, driven by Playwright through the page's own controls; EfficientNet-Lite0",
         "(`xw.Explorer()`, offline default weights, layer `features`), 1 torch thread set in the notebook, the",
         "Explorer computing in its background thread. Times are on the page's clock: from the control's first",
         "input/change/keydown event to the Plotly event on the overlay after which the heatmap shows the new",
-        "value (\"drawn\"), and to the next animation frame. Bytes: kernel websocket frames the page received,",
+        'value ("drawn"), and to the next animation frame. Bytes: kernel websocket frames the page received,',
         "from the change to the draw, and for the whole change (until 1 s without a frame). Medians of "
         f"{rounds} changes per row",
-        "(after a warm-up round), each to a value different from the one shown.", "",
-        "Machine at the start of the run:", "", info, f"- load average at the end: {end_load}",
+        "(after a warm-up round), each to a value different from the one shown.",
+        "",
+        "Machine at the start of the run:",
+        "",
+        info,
+        f"- load average at the end: {end_load}",
         f"- Chromium {data['chromium']}, JupyterLab {package_version('jupyterlab')}, ipywidgets "
-        f"{package_version('ipywidgets')}, plotly {package_version('plotly')}", "",
+        f"{package_version('ipywidgets')}, plotly {package_version('plotly')}",
+        "",
         f"From Run All Cells to the first map drawn: {data['first map s']:.1f} s. Explorer status at the end: "
-        f"{data['status']!r}.", "",
+        f"{data['status']!r}.",
+        "",
         "| change | drawn (median) | min–max | update arrived | next frame | bytes to draw (by msg_type) "
         "| bytes per change (frames) | of which comm_msg | kernel side* | Plotly event |",
-        "|---|---|---|---|---|---|---|---|---|---|"]
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for kind in CHANGES:
         samples = data["samples"][kind]
         s = summary(samples)
         events = "/".join(sorted({x["event"].removeprefix("plotly_") for x in samples}))
         types = sorted({t for x in samples for t in x["bytes to draw by msg_type"]})
-        split = ", ".join(f"{t} {statistics.median(x['bytes to draw by msg_type'].get(t, 0) for x in samples):,.0f}"
-                          for t in types)
+        split = ", ".join(
+            f"{t} {statistics.median(x['bytes to draw by msg_type'].get(t, 0) for x in samples):,.0f}" for t in types
+        )
         own = kernel.get(KERNEL_ROWS[kind])
-        lines.append(f"| {kind} | {s['drawn ms']:.0f} ms | {s['min drawn ms']:.0f}–{s['max drawn ms']:.0f} ms | "
-                     f"{s['update arrived ms']:.0f} ms | {s['next frame ms']:.0f} ms | {s['bytes to draw']:,.0f} "
-                     f"({split}) | {s['bytes']:,.0f} ({s['frames']:.0f}) | {s['comm_msg bytes']:,.0f} | "
-                     f"{'–' if own is None else f'{own:.1f} ms'} | {events} |")
-    lines += ["", "- *update arrived*: the first kernel frame after the change that carries a Plotly update "
-              "(`_py2js_…`): the overlay's,", "  which the Explorer sends first; drawn − update arrived is the "
-              "page's handling of it (ipywidgets and Plotly's redraw).",
-              "- *bytes to draw*: every kernel frame from the change to the draw: the status messages, the "
-              "control's echo and the", "  overlay's update. *Bytes per change* adds what follows the draw: the "
-              "predictions and conservation figures, and the", "  kernel's answers to the figure's own "
-              "page-to-kernel messages (Plotly's restyle/relayout deltas).",
-              "- \\* *kernel side*: `latency_cpu.md` (`bench_latency.py`, no browser, `background=False`), "
-              "another run on this machine;", "  the row that matches: display for opacity and colormap, "
-              "method (cached) for method.", ""]
+        lines.append(
+            f"| {kind} | {s['drawn ms']:.0f} ms | {s['min drawn ms']:.0f}–{s['max drawn ms']:.0f} ms | "
+            f"{s['update arrived ms']:.0f} ms | {s['next frame ms']:.0f} ms | {s['bytes to draw']:,.0f} "
+            f"({split}) | {s['bytes']:,.0f} ({s['frames']:.0f}) | {s['comm_msg bytes']:,.0f} | "
+            f"{'–' if own is None else f'{own:.1f} ms'} | {events} |"
+        )
+    lines += [
+        "",
+        "- *update arrived*: the first kernel frame after the change that carries a Plotly update "
+        "(`_py2js_…`): the overlay's,",
+        "  which the Explorer sends first; drawn − update arrived is the "
+        "page's handling of it (ipywidgets and Plotly's redraw).",
+        "- *bytes to draw*: every kernel frame from the change to the draw: the status messages, the "
+        "control's echo and the",
+        "  overlay's update. *Bytes per change* adds what follows the draw: the "
+        "predictions and conservation figures, and the",
+        "  kernel's answers to the figure's own page-to-kernel messages (Plotly's restyle/relayout deltas).",
+        "- \\* *kernel side*: `latency_cpu.md` (`bench_latency.py`, no browser, `background=False`), "
+        "another run on this machine;",
+        "  the row that matches: display for opacity and colormap, method (cached) for method.",
+        "",
+    ]
     return "\n".join(lines)
 
 

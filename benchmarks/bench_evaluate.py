@@ -19,6 +19,7 @@ per image = (T_large - T_small) / (large - small) separates the steady state fro
 images on N GPUs divides the measured per-image cost by N x an assumed efficiency. Writes
 benchmarks/results/evaluate_<device>.md and a .json beside it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,15 +63,25 @@ def write_photos(folder: Path, count: int, seed: int = 0) -> None:
         crop.save(folder / f"photo{i:05d}.jpg", quality=90)
 
 
-def timed_evaluate(bundle: xw.ModelBundle, files: list[Path], methods: tuple[str, ...], args: argparse.Namespace,
-                   batch_size: int) -> dict[str, float]:
+def timed_evaluate(
+    bundle: xw.ModelBundle, files: list[Path], methods: tuple[str, ...], args: argparse.Namespace, batch_size: int
+) -> dict[str, float]:
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    table, _ = evaluate(bundle, [str(f) for f in files], list(methods), args.layer, target="top1",
-                        metrics=list(METRICS), batch_size=batch_size, device=device, progress=False)
+    table, _ = evaluate(
+        bundle,
+        [str(f) for f in files],
+        list(methods),
+        args.layer,
+        target="top1",
+        metrics=list(METRICS),
+        batch_size=batch_size,
+        device=device,
+        progress=False,
+    )
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
@@ -107,8 +118,9 @@ def machine_info(device: torch.device) -> dict[str, str]:
         "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
         "CPU": f"{cpu_model()}, {core_count()} cores",
         "torch / torchvision": f"{torch.__version__} / {package_version('torchvision')}",
-        "TF32 (cuDNN convolutions / matmul)":
-            f"{torch.backends.cudnn.allow_tf32} / {torch.backends.cuda.matmul.allow_tf32}",
+        "TF32 (cuDNN convolutions / matmul)": (
+            f"{torch.backends.cudnn.allow_tf32} / {torch.backends.cuda.matmul.allow_tf32}"
+        ),
         "python": platform.python_version(),
         "xcam-widgets": xw.__version__,
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -120,12 +132,21 @@ def report(r: dict[str, Any]) -> str:
     single, single_fixed = r["single_pass"]["per_image_s"], r["single_pass"]["fixed_s"]
     methods, model, layer = r["methods"], r["model"], r["layer"]
     lines = [
-        "# Dataset runner on ImageNet-sized work: per-image cost and the ImageNet projection", "",
-        "## Machine", "", "| | |", "|---|---|", *[f"| {k} | {v} |" for k, v in r["info"].items()], "",
-        "## Measured", "",
+        "# Dataset runner on ImageNet-sized work: per-image cost and the ImageNet projection",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in r["info"].items()],
+        "",
+        "## Measured",
+        "",
         f"{model} (random weights) at `{layer}`, JPEGs of {PHOTO_SIZE[0]}x{PHOTO_SIZE[1]} decoded by the runner, "
-        f"metrics {', '.join(METRICS)} (50 steps), `target='top1'`, the local engine in one process.", "",
-        "| run | images | seconds | peak CUDA MiB |", "|---|---:|---:|---:|",
+        f"metrics {', '.join(METRICS)} (50 steps), `target='top1'`, the local engine in one process.",
+        "",
+        "| run | images | seconds | peak CUDA MiB |",
+        "|---|---:|---:|---:|",
     ]
     for key, label in (("single_pass", f"{len(methods)} single-pass methods"), ("scorecam", "Score-CAM")):
         for run in r[key]["runs"]:
@@ -136,14 +157,18 @@ def report(r: dict[str, Any]) -> str:
         f"({single / len(methods):.3f} s per image and method), fixed {single_fixed:.1f} s.",
     ]
     if r["scorecam"]["runs"]:
-        lines.append(f"- Score-CAM, every metric: **{r['scorecam']['per_image_s']:.3f} s per image**, "
-                     f"fixed {r['scorecam']['fixed_s']:.1f} s.")
+        lines.append(
+            f"- Score-CAM, every metric: **{r['scorecam']['per_image_s']:.3f} s per image**, "
+            f"fixed {r['scorecam']['fixed_s']:.1f} s."
+        )
     lines += [
         f"- {model}'s bare forward (`no_grad`, batch {r['forward_batch']}): "
         f"**{r['forward_images_per_s']:.0f} images/s**; "
         f"the {len(methods)} methods with their metrics cost {r['passes_per_image']:.0f} such forwards per image.",
-        "", f"## Projection: ImageNet validation ({IMAGENET_VAL:,} images), {len(methods)} methods, "
-        "N devices like this one", "",
+        "",
+        f"## Projection: ImageNet validation ({IMAGENET_VAL:,} images), {len(methods)} methods, "
+        "N devices like this one",
+        "",
         "Measured here: the per-image costs above. Assumed:",
         f"- N GPUs give {ASSUMED_EFFICIENCY:.0%} of N x one GPU. Batches are independent and the rows are small; "
         "the last batches leave GPUs idle; Ray's per-batch overhead measured on the CPU (`ray_cpu.md`) is "
@@ -151,7 +176,8 @@ def report(r: dict[str, Any]) -> str:
         "- Each Ray actor decodes its own JPEGs on its own CPU core, as the measured process did: "
         "one core per GPU suffices.",
         f"- Start: {ASSUMED_CLUSTER_START_S / 60:.0f} min once (Ray on a cluster, actors, the model on each GPU).",
-        "- The same GPU model in every node.", "",
+        "- The same GPU model in every node.",
+        "",
         f"| GPUs | {len(methods)} single-pass methods | with Score-CAM as one of the {len(methods)} |",
         "|---:|---:|---:|",
     ]
@@ -193,15 +219,21 @@ def main(argv: list[str] | None = None) -> int:
     methods = tuple(m for m in args.methods.split(",") if m)
     torch.manual_seed(0)
     bundle = xw.load_model(args.model, pretrained=False, device=device)
-    result: dict[str, Any] = {"info": machine_info(device), "methods": methods, "model": args.model,
-                              "layer": args.layer}
+    result: dict[str, Any] = {
+        "info": machine_info(device),
+        "methods": methods,
+        "model": args.model,
+        "layer": args.layer,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         write_photos(folder, max(args.images, args.score_images))
         files = sorted(folder.glob("*.jpg"))
         timed_evaluate(bundle, files[:2], methods[:1], args, 2)  # warm-up: cuDNN, lazy imports
-        for key, chosen, small, large, batch in (("single_pass", methods, args.small, args.images, 32),
-                                                 ("scorecam", ("scorecam",), args.score_small, args.score_images, 8)):
+        for key, chosen, small, large, batch in (
+            ("single_pass", methods, args.small, args.images, 32),
+            ("scorecam", ("scorecam",), args.score_small, args.score_images, 8),
+        ):
             if large == 0:
                 result[key] = {"runs": []}
                 continue

@@ -13,6 +13,7 @@ a page change ≤ 300 ms, ≤ 200 KB per page of 24 thumbnails. Each time is the
 a bare `np.argsort` of the sorted column, and a bare boolean mask + `np.flatnonzero`.
 Writes benchmarks/results/gallery_cpu.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,18 +66,31 @@ def synthetic_table(rows: int, seed: int = 0) -> pd.DataFrame:
     image = index // per_image
     metric = lambda low, high: np.where(rng.random(rows) < 0.05, np.nan, rng.uniform(low, high, rows))  # noqa: E731
     error = np.where(rng.random(images) < 0.005, "cannot identify image file", "")[image]
-    frame = pd.DataFrame({
-        "row": index,
-        "image": [f"n{lab:08d}/ILSVRC2012_val_{i:08d}.JPEG" for i, lab in zip(image, label[image])],
-        "method": np.array(METHODS)[(index // len(LAYERS)) % len(METHODS)],
-        "layer": np.array(LAYERS)[index % len(LAYERS)],
-        "class": label[image], "class_name": [f"class {c}" for c in label[image]],
-        "score": rng.normal(8, 3, rows), "label": label[image], "predicted": predicted[image],
-        "confidence": rng.uniform(0, 1, rows), "correct": (label == predicted)[image], "error": error,
-        "conservation_error": metric(0, 0.5), "sensitivity_error": metric(0, 0.5), "sensitivity_r": metric(-1, 1),
-        "average_drop": metric(0, 1), "increase": np.round(metric(0, 1)), "deletion": metric(0, 1),
-        "insertion": metric(0, 1), "pointing": np.round(metric(0, 1)), "energy": metric(0, 1),
-    })
+    frame = pd.DataFrame(
+        {
+            "row": index,
+            "image": [f"n{lab:08d}/ILSVRC2012_val_{i:08d}.JPEG" for i, lab in zip(image, label[image])],
+            "method": np.array(METHODS)[(index // len(LAYERS)) % len(METHODS)],
+            "layer": np.array(LAYERS)[index % len(LAYERS)],
+            "class": label[image],
+            "class_name": [f"class {c}" for c in label[image]],
+            "score": rng.normal(8, 3, rows),
+            "label": label[image],
+            "predicted": predicted[image],
+            "confidence": rng.uniform(0, 1, rows),
+            "correct": (label == predicted)[image],
+            "error": error,
+            "conservation_error": metric(0, 0.5),
+            "sensitivity_error": metric(0, 0.5),
+            "sensitivity_r": metric(-1, 1),
+            "average_drop": metric(0, 1),
+            "increase": np.round(metric(0, 1)),
+            "deletion": metric(0, 1),
+            "insertion": metric(0, 1),
+            "pointing": np.round(metric(0, 1)),
+            "energy": metric(0, 1),
+        }
+    )
     failed = frame["error"] != ""
     frame.loc[failed, ["score", "energy", "deletion", "insertion", "pointing"]] = np.nan
     return frame
@@ -117,7 +131,7 @@ def photo_crops(count: int = 64, side: int = 224, seed: int = 2) -> list[np.ndar
         h, w = photo.shape[:2]
         s = int(min(h, w) * rng.uniform(0.5, 1.0))
         top, left = rng.integers(0, h - s + 1), rng.integers(0, w - s + 1)
-        crop = Image.fromarray(photo[top:top + s, left:left + s]).resize((side, side), Image.Resampling.BILINEAR)
+        crop = Image.fromarray(photo[top : top + s, left : left + s]).resize((side, side), Image.Resampling.BILINEAR)
         crops.append(np.asarray(crop))
     return crops
 
@@ -142,6 +156,7 @@ def jpeg_loader(crops: list[np.ndarray], draft: int | None = None) -> Callable[[
             if draft is not None:
                 image.draft("RGB", (draft, draft))
             return np.asarray(image.convert("RGB").resize((224, 224), Image.Resampling.BILINEAR))
+
     return display
 
 
@@ -159,11 +174,13 @@ def median_ms(fn: Callable[[Any], Any], setup: Callable[[], Any] = lambda: None,
 
 def fresh_table(frame: pd.DataFrame) -> Callable[[], GalleryTable]:
     """A setup: a new GalleryTable (empty caches) with every column's keys already built."""
+
     def setup() -> GalleryTable:
         table = GalleryTable(frame)
         for column in table.columns:
             table.column(column)
         return table
+
     return setup
 
 
@@ -194,32 +211,37 @@ def run(args: argparse.Namespace) -> str:
     jpegs = encode_all(thumbs)
     t: dict[str, float] = {
         "floor: np.argsort(energy)": median_ms(lambda _: np.argsort(energy), repeats=r),
-        "floor: mask + np.flatnonzero": median_ms(lambda _: np.flatnonzero((energy >= 0) & (energy <= 0.5)),
-                                                  repeats=r),
+        "floor: mask + np.flatnonzero": median_ms(lambda _: np.flatnonzero((energy >= 0) & (energy <= 0.5)), repeats=r),
         "build GalleryTable + all column keys": median_ms(lambda _: setup(), repeats=max(3, r // 2)),
-        "sort (cold) + page": median_ms(lambda tb: tb.select(Filter(), Sort("energy", True)).page(0, PAGE),
-                                        setup, r),
-        "filter (cold, sort cached) + page": median_ms(lambda tb: tb.select(query, Sort("energy", True)).page(0, PAGE),
-                                                      sorted_table, r),
-        "filter + sort (both cold) + page": median_ms(lambda tb: tb.select(query, Sort("deletion")).page(0, PAGE),
-                                                     setup, r),
-        "cached view + page": median_ms(lambda _: warm.select(Filter(), Sort("energy", True)).page(5, PAGE),
-                                        repeats=r),
+        "sort (cold) + page": median_ms(lambda tb: tb.select(Filter(), Sort("energy", True)).page(0, PAGE), setup, r),
+        "filter (cold, sort cached) + page": median_ms(
+            lambda tb: tb.select(query, Sort("energy", True)).page(0, PAGE), sorted_table, r
+        ),
+        "filter + sort (both cold) + page": median_ms(
+            lambda tb: tb.select(query, Sort("deletion")).page(0, PAGE), setup, r
+        ),
+        "cached view + page": median_ms(lambda _: warm.select(Filter(), Sort("energy", True)).page(5, PAGE), repeats=r),
         "page change (extract page)": median_ms(lambda _: selection.page(next(pages), PAGE), repeats=r),
-        "24 thumbnails (images in memory)": median_ms(lambda _: page_thumbnails(page, in_memory, maps, style),
-                                                      repeats=r),
-        "24 thumbnails (images decoded from JPEG)": median_ms(lambda _: page_thumbnails(page, from_jpeg, maps, style),
-                                                              repeats=r),
+        "24 thumbnails (images in memory)": median_ms(
+            lambda _: page_thumbnails(page, in_memory, maps, style), repeats=r
+        ),
+        "24 thumbnails (images decoded from JPEG)": median_ms(
+            lambda _: page_thumbnails(page, from_jpeg, maps, style), repeats=r
+        ),
         "24 thumbnails (JPEG decoded with Image.draft at 96 px)": median_ms(
-            lambda _: page_thumbnails(page, from_draft, maps, style), repeats=r),
+            lambda _: page_thumbnails(page, from_draft, maps, style), repeats=r
+        ),
         "encode 24 thumbnails (JPEG q85)": median_ms(lambda _: encode_all(thumbs), repeats=r),
         "class summary (all rows, energy)": median_ms(lambda _: class_summary(selection, "energy"), repeats=r),
-        "distribution per method (all rows, 30 bins)": median_ms(lambda _: distribution(selection, "energy"),
-                                                                 repeats=r),
+        "distribution per method (all rows, 30 bins)": median_ms(
+            lambda _: distribution(selection, "energy"), repeats=r
+        ),
     }
     query_ms = max(t["sort (cold) + page"], t["filter + sort (both cold) + page"])
-    for decode, drawing in (("full JPEG decode", "24 thumbnails (images decoded from JPEG)"),
-                            ("Image.draft decode", "24 thumbnails (JPEG decoded with Image.draft at 96 px)")):
+    for decode, drawing in (
+        ("full JPEG decode", "24 thumbnails (images decoded from JPEG)"),
+        ("Image.draft decode", "24 thumbnails (JPEG decoded with Image.draft at 96 px)"),
+    ):
         draw = t[drawing] + t["encode 24 thumbnails (JPEG q85)"]
         t[f"TOTAL sort or filter + page + thumbnails ({decode})"] = query_ms + draw
         t[f"TOTAL page change + thumbnails ({decode})"] = t["page change (extract page)"] + draw
@@ -229,8 +251,7 @@ def run(args: argparse.Namespace) -> str:
     sheet_png = contact_sheet_png(thumbs, captions)
     sheet_html = contact_sheet_html(thumbs, captions)
     csv_rows = len(warm.select(query))
-    t[f"CSV of the filtered selection ({csv_rows} rows)"] = median_ms(lambda _: warm.select(query).to_csv(),
-                                                                    repeats=3)
+    t[f"CSV of the filtered selection ({csv_rows} rows)"] = median_ms(lambda _: warm.select(query).to_csv(), repeats=3)
     t["contact sheet PNG (24)"] = median_ms(lambda _: contact_sheet_png(thumbs, captions), repeats=3)
     sizes = {
         "24 thumbnails, JPEG q85 (bytes sent as binary buffers)": sum(map(len, jpegs)),
@@ -245,26 +266,39 @@ def run(args: argparse.Namespace) -> str:
 def report(args: argparse.Namespace, t: dict[str, float], sizes: dict[str, int], load_start: str, rows: int) -> str:
     floor_sort, floor_mask = t["floor: np.argsort(energy)"], t["floor: mask + np.flatnonzero"]
     lines = [
-        "# Gallery table logic on the CPU", "",
+        "# Gallery table logic on the CPU",
+        "",
         f"`python benchmarks/bench_gallery.py --rows {args.rows} --repeats {args.repeats}`: {rows:,} rows, "
         f"pages of {PAGE}, 96 px thumbnails of 224×224 display images, {MAP_SIDE}×{MAP_SIDE} float16 maps. "
         "Median of the repeats; cold means a new table (column keys built untimed, no cached sort or selection).",
-        "", "## Machine", "", machine_markdown(),
+        "",
+        "## Machine",
+        "",
+        machine_markdown(),
         f"- load average at the start: {load_start}; at the end: {load_average()}",
         f"- numpy {package_version('numpy')}, pandas {package_version('pandas')}, pillow {package_version('pillow')}",
-        "", "## Times", "", "| operation | ms | × argsort floor | target |", "|---|---:|---:|---|",
+        "",
+        "## Times",
+        "",
+        "| operation | ms | × argsort floor | target |",
+        "|---|---:|---:|---|",
     ]
     for name, ms in t.items():
         target = next((ms for prefix, ms in TARGETS_MS.items() if name.startswith(prefix)), None)
         verdict = "" if target is None else f"≤ {target:.0f} ms: {'met' if ms <= target else 'MISSED'}"
         lines.append(f"| {name} | {ms:.2f} | {ms / floor_sort:.1f} | {verdict} |")
     lines += [
-        "", f"Floors in this run: `np.argsort` of the {rows:,}-value column {floor_sort:.2f} ms; a two-sided "
+        "",
+        f"Floors in this run: `np.argsort` of the {rows:,}-value column {floor_sort:.2f} ms; a two-sided "
         f"mask + `np.flatnonzero` {floor_mask:.2f} ms. The TOTAL rows add the slowest cold query (or the page "
         "extraction), drawing 24 thumbnails whose images are decoded from 500×375 JPEGs (a new order shows new "
         "images; full decode, or libjpeg's reduced-scale `Image.draft` decode) and encoding them. 'images in memory' "
         "is the same drawing with the display images already decoded: the Gallery's own share of the work.",
-        "", "## Bytes", "", "| payload | KB | target |", "|---|---:|---|",
+        "",
+        "## Bytes",
+        "",
+        "| payload | KB | target |",
+        "|---|---:|---|",
     ]
     for name, size in sizes.items():
         met = "met" if size <= 200_000 else "MISSED"

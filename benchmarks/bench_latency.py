@@ -17,6 +17,7 @@ Targets (issue 15): class ≤ 1.5 × gradient + 15 ms; layer ≤ 30 ms + that la
 method ≤ 10 ms; display ≤ 5 ms. Models have random weights (nothing is downloaded). Writes
 benchmarks/results/latency_cpu.md (or --out).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -109,8 +110,9 @@ def measure(name: str, repeats: int) -> dict[str, Any]:
     sent = SentBytes(explorer)
     top = {p.index for p in explorer.session.predictions(explorer.top_k)}
     fresh = iter(c for c in range(len(bundle.categories) or 1000) if c not in top)
-    samples: dict[str, list[tuple[float, int]]] = {k: [] for k in ("display", "method (cached)", "method (computed)",
-                                                                    "layer", "class")}
+    samples: dict[str, list[tuple[float, int]]] = {
+        k: [] for k in ("display", "method (cached)", "method (computed)", "layer", "class")
+    }
     for i in range(repeats + 1):  # the first round is a warm-up
         record = (lambda key, value: samples[key].append(value)) if i else (lambda key, value: None)
         opacity = 0.4 + 0.1 * (i % 2)
@@ -127,8 +129,12 @@ def measure(name: str, repeats: int) -> dict[str, Any]:
     floor = floors(bundle.model, x, shown, classes)
     floor["gradient, other layer"] = floors(bundle.model, x, other, classes)["gradient"]
     result = {
-        "model": name, "layer": shown, "other layer": other, "built s": built,
-        "graph MiB": explorer.session.graph_bytes / 2**20, "floors ms": floor,
+        "model": name,
+        "layer": shown,
+        "other layer": other,
+        "built s": built,
+        "graph MiB": explorer.session.graph_bytes / 2**20,
+        "floors ms": floor,
         "changes ms": {k: median_ms([t for t, _ in v]) for k, v in samples.items()},
         "bytes per change": {k: int(statistics.median([b for _, b in v])) for k, v in samples.items()},
     }
@@ -139,30 +145,50 @@ def measure(name: str, repeats: int) -> dict[str, Any]:
 def targets(r: dict[str, Any]) -> list[tuple[str, float, float]]:
     """(change, measured ms, target ms) of the issue's targets."""
     f, c = r["floors ms"], r["changes ms"]
-    return [("class", c["class"], 1.5 * f["gradient"] + 15), ("layer", c["layer"], 30 + f["gradient, other layer"]),
-            ("method (cached)", c["method (cached)"], 10), ("method (computed)", c["method (computed)"], 10),
-            ("display", c["display"], 5)]
+    return [
+        ("class", c["class"], 1.5 * f["gradient"] + 15),
+        ("layer", c["layer"], 30 + f["gradient, other layer"]),
+        ("method (cached)", c["method (cached)"], 10),
+        ("method (computed)", c["method (computed)"], 10),
+        ("display", c["display"], 5),
+    ]
 
 
 def report(results: list[dict[str, Any]], info: str, args: argparse.Namespace) -> str:
-    lines = [f"# Explorer latency on the CPU ({dt.date.today().isoformat()})", "",
-             "`.venv/bin/python benchmarks/bench_latency.py "
-             + " ".join(f"--{k} {v}" for k, v in vars(args).items() if k != "out") + "`", "",
-             "Explorer built with `background=False`: each figure is the time from setting a control's value to",
-             "the drawn view (no browser). Medians of the repeats; ratios against floors measured in the same run.",
-             "Random weights, input 224×224, one image.", "", "Machine at the start of the run:", "", info, ""]
+    lines = [
+        f"# Explorer latency on the CPU ({dt.date.today().isoformat()})",
+        "",
+        "`.venv/bin/python benchmarks/bench_latency.py "
+        + " ".join(f"--{k} {v}" for k, v in vars(args).items() if k != "out")
+        + "`",
+        "",
+        "Explorer built with `background=False`: each figure is the time from setting a control's value to",
+        "the drawn view (no browser). Medians of the repeats; ratios against floors measured in the same run.",
+        "Random weights, input 224×224, one image.",
+        "",
+        "Machine at the start of the run:",
+        "",
+        info,
+        "",
+    ]
     for r in results:
         f, sent = r["floors ms"], r["bytes per change"]
-        lines += [f"## {r['model']}, layer `{r['layer']}` (layer switch: to `{r['other layer']}`)", "",
-                  f"Floors: forward + gradient to `{r['layer']}` {f['forward + gradient']:.1f} ms; gradient alone "
-                  f"{f['gradient']:.1f} ms (to `{r['other layer']}`: {f['gradient, other layer']:.1f} ms). "
-                  f"Kept forward pass: {r['graph MiB']:.0f} MiB. Explorer built in {r['built s']:.1f} s.", "",
-                  "| change | median | × forward + gradient | × gradient | bytes sent | target | met |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## {r['model']}, layer `{r['layer']}` (layer switch: to `{r['other layer']}`)",
+            "",
+            f"Floors: forward + gradient to `{r['layer']}` {f['forward + gradient']:.1f} ms; gradient alone "
+            f"{f['gradient']:.1f} ms (to `{r['other layer']}`: {f['gradient, other layer']:.1f} ms). "
+            f"Kept forward pass: {r['graph MiB']:.0f} MiB. Explorer built in {r['built s']:.1f} s.",
+            "",
+            "| change | median | × forward + gradient | × gradient | bytes sent | target | met |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for name, measured, target in targets(r):
-            lines.append(f"| {name} | {measured:.1f} ms | {measured / f['forward + gradient']:.2f} | "
-                         f"{measured / f['gradient']:.2f} | {sent[name]:,} | ≤ {target:.1f} ms | "
-                         f"{'yes' if measured <= target else 'no'} |")
+            lines.append(
+                f"| {name} | {measured:.1f} ms | {measured / f['forward + gradient']:.2f} | "
+                f"{measured / f['gradient']:.2f} | {sent[name]:,} | ≤ {target:.1f} ms | "
+                f"{'yes' if measured <= target else 'no'} |"
+            )
         lines.append("")
     return "\n".join(lines)
 

@@ -17,6 +17,7 @@ implementations of one (model, batch) are interleaved repeat by repeat (rotating
 that a change in machine load hits all of them alike. Ratios are between medians of the same run.
 See benchmarks/README.md for the columns. Only files under benchmarks/ are written.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,14 +37,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
-from torch import nn
-
 from _common import RESULTS, core_count, cpu_model, load_average, package_version  # puts the checkout on sys.path
-
-import xcam_widgets as xw  # noqa: E402
 from pytorch_grad_cam import AblationCAM, GradCAM, XGradCAM  # noqa: E402
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
+from torch import nn
 from torchcam import methods as torchcam_methods  # noqa: E402
+
+import xcam_widgets as xw  # noqa: E402
 
 LAYERS = {"resnet50": "layer4", "vgg16": "features.29"}
 GRADIENT_METHODS = ("xgradcam", "gradcam")
@@ -101,6 +101,7 @@ class MemoryProbe:
             peak = _mib(_status_kib("VmHWM"))
         else:
             import resource
+
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
         cuda = torch.cuda.max_memory_allocated(self.device) / 2**20 if self.device.type == "cuda" else None
         return peak, cuda
@@ -113,6 +114,7 @@ def _mib(kib: int | None) -> float:
 # --------------------------------------------------------------------------------------------
 # Timing
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Sample:
@@ -202,6 +204,7 @@ def measure_interleaved(
 # The implementations
 # --------------------------------------------------------------------------------------------
 
+
 def floor_runner(model: nn.Module, layer_module: nn.Module, x: torch.Tensor, target: int) -> Callable[[], Any]:
     """One forward with a forward hook on the layer, then autograd.grad of the target logit(s)
     w.r.t. the hooked output. No checks, no map: the least any gradient CAM has to do."""
@@ -251,6 +254,7 @@ def torchcam_runner(cls: type, model: nn.Module, layer: str, x: torch.Tensor, ta
 # Agreement of the maps (outside the timed region, on the last timed call's outputs)
 # --------------------------------------------------------------------------------------------
 
+
 def as_maps(output: Any, size: tuple[int, int]) -> np.ndarray | None:
     """`[B, H, W]` float64 maps at the input size from any implementation's output."""
     if isinstance(output, np.ndarray):
@@ -282,6 +286,7 @@ def min_pearson(a: np.ndarray, b: np.ndarray) -> float:
 # The benchmark
 # --------------------------------------------------------------------------------------------
 
+
 def build_model(name: str, device: torch.device) -> nn.Module:
     torch.manual_seed(0)
     model = getattr(torchvision.models, name)(weights=None)  # random weights: nothing to download
@@ -297,8 +302,13 @@ def pick_target(model: nn.Module, x: torch.Tensor) -> int:
 
 
 def bench_gradient(
-    model_name: str, model: nn.Module, batch: int, size: int, args: argparse.Namespace,
-    device: torch.device, memory: MemoryProbe,
+    model_name: str,
+    model: nn.Module,
+    batch: int,
+    size: int,
+    args: argparse.Namespace,
+    device: torch.device,
+    memory: MemoryProbe,
 ) -> list[Row]:
     layer = LAYERS[model_name]
     layer_module = dict(model.named_modules())[layer]
@@ -310,8 +320,10 @@ def bench_gradient(
         runners[f"xcam/{method}"] = xcam_runner(model, layer, x, method, target)
         runners[f"pgc/{method}"] = pgc_runner(PGC_CLASSES[method], model, layer_module, x, target)
         runners[f"torchcam/{method}"] = torchcam_runner(TORCHCAM_CLASSES[method], model, layer, x, target)
-    log(f"gradient  {model_name:8s} {layer:11s} batch {batch}: target class {target}, "
-        f"{len(runners)} implementations x ({args.warmup} warm-up + {args.repeats} repeats)")
+    log(
+        f"gradient  {model_name:8s} {layer:11s} batch {batch}: target class {target}, "
+        f"{len(runners)} implementations x ({args.warmup} warm-up + {args.repeats} repeats)"
+    )
     samples, outputs = measure_interleaved(runners, args.repeats, args.warmup, device, memory)
     rows = []
     for name, runs in samples.items():
@@ -326,8 +338,7 @@ def bench_gradient(
 
 
 def bench_ablation(
-    model_name: str, model: nn.Module, size: int, args: argparse.Namespace,
-    device: torch.device, memory: MemoryProbe,
+    model_name: str, model: nn.Module, size: int, args: argparse.Namespace, device: torch.device, memory: MemoryProbe
 ) -> list[Row]:
     layer = LAYERS[model_name]
     layer_module = dict(model.named_modules())[layer]
@@ -336,8 +347,10 @@ def bench_ablation(
     target = pick_target(model, x)
     ours_fn = xcam_runner(model, layer, x, "ablationcam", target, batch_size=ABLATION_BATCH_SIZE)
     pgc_fn = pgc_runner(AblationCAM, model, layer_module, x, target, batch_size=ABLATION_BATCH_SIZE)
-    log(f"ablation  {model_name:8s} {layer:11s} batch 1: target class {target}; xcam {args.warmup} warm-up + "
-        f"{args.repeats} repeats, pytorch-grad-cam light warm-up + {args.ablation_repeats} repeats")
+    log(
+        f"ablation  {model_name:8s} {layer:11s} batch 1: target class {target}; xcam {args.warmup} warm-up + "
+        f"{args.repeats} repeats, pytorch-grad-cam light warm-up + {args.ablation_repeats} repeats"
+    )
 
     rows = []
     ours = Row("ablation", model_name, layer, 1, "ablationcam", "xcam")
@@ -362,8 +375,10 @@ def bench_ablation(
             forward_s = time.perf_counter() - start
     channels = ours_out.contributions.shape[1]
     forwards = -(-channels // ABLATION_BATCH_SIZE)
-    log(f"    pytorch-grad-cam: {channels} channels -> {forwards} forwards of {ABLATION_BATCH_SIZE} images, "
-        f"~{forward_s:.1f} s each now: expect ~{forwards * forward_s / 60:.1f} min per run")
+    log(
+        f"    pytorch-grad-cam: {channels} channels -> {forwards} forwards of {ABLATION_BATCH_SIZE} images, "
+        f"~{forward_s:.1f} s each now: expect ~{forwards * forward_s / 60:.1f} min per run"
+    )
     for rep in range(args.ablation_repeats):
         sample, pgc_out = timed_call(pgc_fn, device, memory)
         theirs.samples.append(sample)
@@ -381,6 +396,7 @@ def log(message: str) -> None:
 # --------------------------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------------------------
+
 
 def fmt(value: float | None, spec: str = ".1f", none: str = "–") -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
@@ -407,48 +423,63 @@ def verdicts(rows: list[Row]) -> list[tuple[str, str, str, str]]:
         if row.kind == "gradient" and row.impl == "xcam":
             floor = find(rows, kind="gradient", model=row.model, batch=row.batch, impl="floor")
             ratio = row.median / floor.median
-            out.append((
-                f"xcam {row.method}, {row.model} `{row.layer}`, batch {row.batch}",
-                f"{ratio:.3f} x floor (paired: {paired_ratio(row, floor):.3f})", f"<= {FLOOR_TARGET:.2f} x floor",
-                "PASS" if ratio <= FLOOR_TARGET else "FAIL",
-            ))
+            out.append(
+                (
+                    f"xcam {row.method}, {row.model} `{row.layer}`, batch {row.batch}",
+                    f"{ratio:.3f} x floor (paired: {paired_ratio(row, floor):.3f})",
+                    f"<= {FLOOR_TARGET:.2f} x floor",
+                    "PASS" if ratio <= FLOOR_TARGET else "FAIL",
+                )
+            )
         if row.kind == "ablation" and row.impl == "xcam":
             pgc = find(rows, kind="ablation", model=row.model, impl="pgc")
             speedup = pgc.median / row.median
             goal = ABLATION_TARGETS[row.model]
-            out.append((
-                f"xcam ablationcam, {row.model} `{row.layer}`, batch 1",
-                f"{speedup:.0f} x faster than pytorch-grad-cam", f">= {goal:.0f} x",
-                "PASS" if speedup >= goal else "FAIL",
-            ))
+            out.append(
+                (
+                    f"xcam ablationcam, {row.model} `{row.layer}`, batch 1",
+                    f"{speedup:.0f} x faster than pytorch-grad-cam",
+                    f">= {goal:.0f} x",
+                    "PASS" if speedup >= goal else "FAIL",
+                )
+            )
     return out
 
 
-def render(rows: list[Row], info: dict[str, str], args: argparse.Namespace, device: torch.device,
-           rss_resettable: bool) -> str:
+def render(
+    rows: list[Row], info: dict[str, str], args: argparse.Namespace, device: torch.device, rss_resettable: bool
+) -> str:
     cuda = device.type == "cuda"
     lines = ["# Method benchmark: xcam-widgets against the floor, pytorch-grad-cam and torchcam", ""]
     if args.quick:
         lines += [
             "> **Quick run** (`--quick`): few repeats and a subset of the cases. A check that the script works, "
-            "not reference figures; see the load average below.", "",
+            "not reference figures; see the load average below.",
+            "",
         ]
-    loaded = overloaded(info, "load average (1/5/15 min) at start") or overloaded(info, "load average (1/5/15 min) at end")
+    loaded = overloaded(info, "load average (1/5/15 min) at start") or overloaded(
+        info, "load average (1/5/15 min) at end"
+    )
     if loaded:
         lines += [
             f"> **Loaded machine**: a 1-minute load average of {loaded} on {info.get('cores available')} cores. Other "
-            "processes took CPU time during the run, so the times and their ratios are not reference figures.", "",
+            "processes took CPU time during the run, so the times and their ratios are not reference figures.",
+            "",
         ]
     lines += ["## Machine", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in info.items()]
     lines += [
-        "", "## Targets (from the issue)", "",
+        "",
+        "## Targets (from the issue)",
+        "",
         f"- Gradient methods (`xw.explain`, XGrad-CAM and Grad-CAM): median time at most {FLOOR_TARGET:.2f} x "
         "the floor's median, measured in the same run.",
         f"- Ablation-CAM: at least {ABLATION_TARGETS['vgg16']:.0f} x faster than pytorch-grad-cam's AblationCAM on "
         f"vgg16 `features.29`, and at least {ABLATION_TARGETS['resnet50']:.0f} x on resnet50 `layer4` "
         f"(batch 1, `batch_size={ABLATION_BATCH_SIZE}` for both).",
-        "", "| check | measured | target | verdict |", "|---|---|---|---|",
+        "",
+        "| check | measured | target | verdict |",
+        "|---|---|---|---|",
     ]
     lines += [f"| {c} | {m} | {t} | **{v}** |" for c, m, t, v in verdicts(rows)]
 
@@ -457,9 +488,12 @@ def render(rows: list[Row], info: dict[str, str], args: argparse.Namespace, devi
     grad = [r for r in rows if r.kind == "gradient"]
     if grad:
         lines += [
-            "", "## Gradient methods", "",
+            "",
+            "## Gradient methods",
+            "",
             f"Times in milliseconds over {args.repeats} repeats after {args.warmup} warm-up call(s); "
-            f"peak RSS{rss_note}.", "",
+            f"peak RSS{rss_note}.",
+            "",
             "| model | layer | batch | method | implementation | median ms | IQR ms | x floor | x pgc | "
             "peak RSS MiB | Δ RSS MiB |" + cuda_head + " map r vs xcam |",
             "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|" + cuda_sep + "---:|",
@@ -468,10 +502,17 @@ def render(rows: list[Row], info: dict[str, str], args: argparse.Namespace, devi
             floor = find(grad, model=row.model, batch=row.batch, impl="floor")
             pgc = find(grad, model=row.model, batch=row.batch, impl="pgc", method=row.method)
             cells = [
-                row.model, f"`{row.layer}`", str(row.batch), row.method, row.impl,
-                fmt(1e3 * row.median), fmt(1e3 * row.iqr), fmt(row.median / floor.median, ".3f"),
+                row.model,
+                f"`{row.layer}`",
+                str(row.batch),
+                row.method,
+                row.impl,
+                fmt(1e3 * row.median),
+                fmt(1e3 * row.iqr),
+                fmt(row.median / floor.median, ".3f"),
                 fmt(row.median / pgc.median, ".3f") if pgc else "–",
-                fmt(row.peak_rss, ".0f"), fmt(row.delta_rss, ".0f"),
+                fmt(row.peak_rss, ".0f"),
+                fmt(row.delta_rss, ".0f"),
             ]
             if cuda:
                 cells.append(fmt(row.peak_cuda, ".0f"))
@@ -481,10 +522,13 @@ def render(rows: list[Row], info: dict[str, str], args: argparse.Namespace, devi
     abl = [r for r in rows if r.kind == "ablation"]
     if abl:
         lines += [
-            "", "## Ablation-CAM", "",
+            "",
+            "## Ablation-CAM",
+            "",
             f"Batch 1, `batch_size={ABLATION_BATCH_SIZE}`. Times in seconds; xcam over {args.repeats} repeats after "
             f"{args.warmup} warm-up call(s), pytorch-grad-cam over {args.ablation_repeats} repeat(s) after a warm-up "
-            f"forward of the model on {ABLATION_BATCH_SIZE} images.", "",
+            f"forward of the model on {ABLATION_BATCH_SIZE} images.",
+            "",
             "| model | layer | implementation | repeats | median s | IQR s | pgc / xcam | target | "
             "peak RSS MiB | Δ RSS MiB |" + cuda_head + " map r vs xcam |",
             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|" + cuda_sep + "---:|",
@@ -493,10 +537,16 @@ def render(rows: list[Row], info: dict[str, str], args: argparse.Namespace, devi
             pgc = find(abl, model=row.model, impl="pgc")
             speedup = pgc.median / row.median if row.impl == "xcam" else 1.0
             cells = [
-                row.model, f"`{row.layer}`", row.impl, str(len(row.samples)), fmt(row.median, ".3f"),
-                fmt(row.iqr, ".3f"), fmt(speedup, ".1f"),
+                row.model,
+                f"`{row.layer}`",
+                row.impl,
+                str(len(row.samples)),
+                fmt(row.median, ".3f"),
+                fmt(row.iqr, ".3f"),
+                fmt(speedup, ".1f"),
                 f">= {ABLATION_TARGETS[row.model]:.0f}" if row.impl == "xcam" else "",
-                fmt(row.peak_rss, ".0f"), fmt(row.delta_rss, ".0f"),
+                fmt(row.peak_rss, ".0f"),
+                fmt(row.delta_rss, ".0f"),
             ]
             if cuda:
                 cells.append(fmt(row.peak_cuda, ".0f"))
@@ -504,7 +554,9 @@ def render(rows: list[Row], info: dict[str, str], args: argparse.Namespace, devi
             lines.append("| " + " | ".join(cells) + " |")
 
     lines += [
-        "", "## What is timed", "",
+        "",
+        "## What is timed",
+        "",
         "- **floor**: one forward with a forward hook on the layer, then `torch.autograd.grad` of the summed "
         "target logits with respect to the hooked output. No map, no checks.",
         "- **xcam**: the whole `xw.explain(model, x, layer, method=..., target=c)` call (input checks, hooks, "
@@ -517,7 +569,9 @@ def render(rows: list[Row], info: dict[str, str], args: argparse.Namespace, devi
         "weights are random (`weights=None`), inputs are `torch.randn`, the model is in eval mode.",
         "- `map r vs xcam`: the smallest per-image Pearson correlation between that implementation's map and "
         "xcam's map of the same method (both at the input size), from the last timed call.",
-        "", "Full details: `benchmarks/README.md`.", "",
+        "",
+        "Full details: `benchmarks/README.md`.",
+        "",
     ]
     return "\n".join(lines)
 
@@ -549,25 +603,51 @@ def machine_info(args: argparse.Namespace, device: torch.device, threads: int, l
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="2 repeats, batch 1 only, Ablation-CAM on vgg16 only with 1 pytorch-grad-cam run")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="2 repeats, batch 1 only, Ablation-CAM on vgg16 only with 1 pytorch-grad-cam run",
+    )
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="Markdown report (default benchmarks/results/methods_<device>.md); a .json with "
-                             "every sample is written next to it")
-    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per gradient case (default 5, quick 2)")
-    parser.add_argument("--ablation-repeats", type=int, default=None,
-                        help="timed pytorch-grad-cam Ablation-CAM runs per model (default 3, quick 1)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="Markdown report (default benchmarks/results/methods_<device>.md); a .json with "
+        "every sample is written next to it",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="timed repeats per gradient case (default 5, quick 2)"
+    )
+    parser.add_argument(
+        "--ablation-repeats",
+        type=int,
+        default=None,
+        help="timed pytorch-grad-cam Ablation-CAM runs per model (default 3, quick 1)",
+    )
     parser.add_argument("--warmup", type=int, default=1, help="warm-up calls per implementation (default 1)")
     parser.add_argument("--batches", type=str, default=None, help="comma-separated batch sizes (default 1,8; quick 1)")
     parser.add_argument("--models", type=str, default="resnet50,vgg16", help="models for the gradient methods")
-    parser.add_argument("--ablation-models", type=str, default=None,
-                        help="models for Ablation-CAM (default resnet50,vgg16; quick vgg16; 'none' to skip)")
+    parser.add_argument(
+        "--ablation-models",
+        type=str,
+        default=None,
+        help="models for Ablation-CAM (default resnet50,vgg16; quick vgg16; 'none' to skip)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: the core count)")
-    parser.add_argument("--size", type=int, default=224, help="input side (default 224; other values only for smoke tests)")
-    parser.add_argument("--from-json", type=Path, default=None, metavar="JSON",
-                        help="measure nothing: re-write the Markdown report from a .json this script saved")
+    parser.add_argument(
+        "--size", type=int, default=224, help="input side (default 224; other values only for smoke tests)"
+    )
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="measure nothing: re-write the Markdown report from a .json this script saved",
+    )
     args = parser.parse_args(argv)
     args.repeats = args.repeats or (2 if args.quick else 5)
     args.ablation_repeats = args.ablation_repeats or (1 if args.quick else 3)
@@ -592,13 +672,19 @@ def rerender(path: Path, out: Path | None) -> int:
     """Re-write the Markdown report of a saved run (after a change to the report's layout)."""
     raw = json.loads(path.read_text())
     rows = [
-        Row(**{k: v for k, v in r.items() if k in Row.__dataclass_fields__ and k != "samples"},
-            samples=[Sample(**s) for s in r["samples"]])
+        Row(
+            **{k: v for k, v in r.items() if k in Row.__dataclass_fields__ and k != "samples"},
+            samples=[Sample(**s) for s in r["samples"]],
+        )
         for r in raw["rows"]
     ]
     saved = raw["args"]
-    args = argparse.Namespace(quick=saved["quick"], repeats=saved["repeats"], warmup=saved["warmup"],
-                              ablation_repeats=saved["ablation_repeats"])
+    args = argparse.Namespace(
+        quick=saved["quick"],
+        repeats=saved["repeats"],
+        warmup=saved["warmup"],
+        ablation_repeats=saved["ablation_repeats"],
+    )
     device = torch.device(saved["device"])
     out = out or path.with_suffix(".md")
     out.write_text(render(rows, raw["info"], args, device, raw.get("rss_resettable", True)))
@@ -619,8 +705,10 @@ def main(argv: list[str] | None = None) -> int:
     load_start = load_average()
     info = machine_info(args, device, threads, load_start)
     memory = MemoryProbe(device)
-    log(f"bench_methods: {'quick' if args.quick else 'full'} run on {info['device']}, {info['CPU']}, "
-        f"{threads} threads, load {load_start}")
+    log(
+        f"bench_methods: {'quick' if args.quick else 'full'} run on {info['device']}, {info['CPU']}, "
+        f"{threads} threads, load {load_start}"
+    )
 
     rows: list[Row] = []
     started = time.perf_counter()
@@ -641,10 +729,19 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report)
     raw = {
-        "info": info, "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "rows": [{**{k: v for k, v in asdict(r).items() if k != "samples"}, "median_s": r.median, "iqr_s": r.iqr,
-                  "samples": [asdict(s) for s in r.samples]} for r in rows],
-        "verdicts": verdicts(rows), "rss_resettable": memory.resettable,
+        "info": info,
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "rows": [
+            {
+                **{k: v for k, v in asdict(r).items() if k != "samples"},
+                "median_s": r.median,
+                "iqr_s": r.iqr,
+                "samples": [asdict(s) for s in r.samples],
+            }
+            for r in rows
+        ],
+        "verdicts": verdicts(rows),
+        "rss_resettable": memory.resettable,
     }
     args.out.with_suffix(".json").write_text(json.dumps(raw, indent=1) + "\n")
     log("")

@@ -23,6 +23,7 @@ pre-hook on its first block) and through its head only (the tails that the true 
 Ablation-CAM run), and times resnet50's forward on this CPU: the inputs of the ImageNet projection
 in the report. Writes benchmarks/results/ray_cpu.md (or --out) and a .json beside it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; medians are reported (default 3)")
     parser.add_argument("--quick", action="store_true", help="8 and 16 images, 4 steps, 1 repeat: checks the script")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ray_cpu.md")
-    parser.add_argument("--from-json", type=Path, default=None,
-                        help="measure nothing: rewrite --out from a saved .json")
+    parser.add_argument(
+        "--from-json", type=Path, default=None, help="measure nothing: rewrite --out from a saved .json"
+    )
     args = parser.parse_args(argv)
     if args.from_json is not None:
         args.out.write_text(report(json.loads(args.from_json.read_text())))
@@ -92,8 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="warning")
     ray_init = time.perf_counter() - t
     print(f"ray.init: {ray_init:.1f} s", flush=True)
-    configs = {"local, 1 thread": ("local", 1), "local, 2 threads": ("local", 2),
-               "ray, 1 worker": ("ray", 1), "ray, 2 workers": ("ray", 2)}
+    configs = {
+        "local, 1 thread": ("local", 1),
+        "local, 2 threads": ("local", 2),
+        "ray, 1 worker": ("ray", 1),
+        "ray, 2 workers": ("ray", 2),
+    }
     samples: dict[str, dict[int, list[float]]] = {name: {small: [], large: []} for name in configs}
     tables = {}
     try:
@@ -114,18 +120,32 @@ def main(argv: list[str] | None = None) -> int:
         ray_shutdown = time.perf_counter() - t
     runs = {name: {n: statistics.median(v) for n, v in by_n.items()} for name, by_n in samples.items()}
 
-    differences = {f"{name}, {n} images": d for (name, n), table in tables.items()
-                   if (d := _difference(table, tables[("local, 1 thread", n)])) is not None}
+    differences = {
+        f"{name}, {n} images": d
+        for (name, n), table in tables.items()
+        if (d := _difference(table, tables[("local, 1 thread", n)])) is not None
+    }
     for key, difference in differences.items():
         print(f"differs from the local engine: {key}: {difference}", flush=True)
     machine["load average at end"] = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     machine["benchmark wall time"] = f"{time.perf_counter() - started:.0f} s"
     result = {
-        "machine": machine, "weights": weights, "methods": METHODS, "batch_size": BATCH, "steps": steps,
-        "small": small, "large": large, "runs": {k: {str(n): v for n, v in r.items()} for k, r in runs.items()},
+        "machine": machine,
+        "weights": weights,
+        "methods": METHODS,
+        "batch_size": BATCH,
+        "steps": steps,
+        "small": small,
+        "large": large,
+        "runs": {k: {str(n): v for n, v in r.items()} for k, r in runs.items()},
         "samples": {k: {str(n): v for n, v in r.items()} for k, r in samples.items()},
-        "ray_init_s": ray_init, "ray_shutdown_s": ray_shutdown, "model_passes": counts, "resnet50": resnet,
-        "differences": differences, "repeats": repeats, "quick": args.quick,
+        "ray_init_s": ray_init,
+        "ray_shutdown_s": ray_shutdown,
+        "model_passes": counts,
+        "resnet50": resnet,
+        "differences": differences,
+        "repeats": repeats,
+        "quick": args.quick,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=1))
@@ -150,10 +170,13 @@ def model_passes(bundle: xw.ModelBundle, steps: int, n: int = 4) -> dict[str, di
         def hook(module, args):
             if type(args[0]) is torch.Tensor:  # not the proxies of torch.fx tracing the tail
                 counts[key] += args[0].shape[0]
+
         return hook
 
-    handles = [model.features.block1.register_forward_pre_hook(counter("full")),
-               model.classifier[0].register_forward_pre_hook(counter("head"))]  # a leaf: traced tails call it too
+    handles = [
+        model.features.block1.register_forward_pre_hook(counter("full")),
+        model.classifier[0].register_forward_pre_hook(counter("head")),
+    ]  # a leaf: traced tails call it too
     batch = open_images(f"shapes:{n}", bundle.preprocess).take(range(n))
     out = {}
     try:
@@ -198,11 +221,14 @@ def _difference(table, local) -> str | None:
 
 def machine_info(command: str) -> dict[str, Any]:
     return {
-        "CPU": f"{cpu_model()} ({platform.machine()})", "cores available": core_count(),
+        "CPU": f"{cpu_model()} ({platform.machine()})",
+        "cores available": core_count(),
         "memory": f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB",
-        "python": platform.python_version(), **{name: package_version(name) for name in ("torch", "ray", "pandas")},
+        "python": platform.python_version(),
+        **{name: package_version(name) for name in ("torch", "ray", "pandas")},
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "load average at start": load_average(), "command": command,
+        "load average at start": load_average(),
+        "command": command,
     }
 
 
@@ -218,9 +244,17 @@ def _equality(differences: dict[str, str]) -> str:
         name, percent = column.group(1) if column else "?", share.group(1) if share else "?"
         found.append(f"{key}: `{name}` in {percent} % of the rows")
     ray_ok = not any(key.startswith("ray") for key in differences)
-    return ("**no**, " + "; ".join(found) + "." + (
-        " Every Ray table equals it; the local engine with 2 threads does not: another thread count changes "
-        "float sums, and a near-tie in a map's pixel order changes the deletion / insertion curve." if ray_ok else ""))
+    return (
+        "**no**, "
+        + "; ".join(found)
+        + "."
+        + (
+            " Every Ray table equals it; the local engine with 2 threads does not: another thread count changes "
+            "float sums, and a near-tie in a map's pixel order changes the deletion / insertion curve."
+            if ray_ok
+            else ""
+        )
+    )
 
 
 def split(runs: dict[int, float], small: int, large: int) -> tuple[float, float]:
@@ -238,12 +272,16 @@ def report(r: dict[str, Any]) -> str:
     cores = m["cores available"]
     loads = [float(x) for x in (m["load average at start"].split(" / ")[0], m["load average at end"].split(" / ")[0])]
     if max(loads) > cores:
-        lines += [f"> **Shared machine**: 1-minute load average {loads[0]:.2f} at the start and {loads[1]:.2f} at "
-                  f"the end, on {cores} cores: other jobs ran during the benchmark, so every time below is "
-                  "inflated and noisy; the ratios between configurations are the useful part.", ""]
+        lines += [
+            f"> **Shared machine**: 1-minute load average {loads[0]:.2f} at the start and {loads[1]:.2f} at "
+            f"the end, on {cores} cores: other jobs ran during the benchmark, so every time below is "
+            "inflated and noisy; the ratios between configurations are the useful part.",
+            "",
+        ]
     lines += ["## Machine", "", "| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in m.items()] + [""]
     lines += [
-        "## Workload", "",
+        "## Workload",
+        "",
         f"- `{MODEL}` ({r['weights']}), layer `{nets.CAM_LAYER}`; methods {', '.join(r['methods'])}.",
         f"- every metric: diagnostics (with the true drops), Average Drop / Increase, deletion and insertion "
         f"({r['steps']} steps), pointing, energy; batches of {r['batch_size']} images.",
@@ -257,7 +295,8 @@ def report(r: dict[str, Any]) -> str:
         "- every table equal to the local engine's with 1 thread (rtol 1e-3, atol 1e-4): "
         + _equality(r["differences"]),
         "",
-        "## Throughput", "",
+        "## Throughput",
+        "",
         f"| configuration | T{small} s | T{large} s | T{large} range s | steady s/image | steady images/s | "
         f"fixed s | end-to-end images/s ({large}) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -267,22 +306,34 @@ def report(r: dict[str, Any]) -> str:
         spread = r["samples"][name][str(large)]
         per_image, fixed = split(runs, small, large)
         rate = f"{1 / per_image:.2f}" if per_image > 0 else "n/a (noise)"
-        lines.append(f"| {name} | {runs[small]:.1f} | {runs[large]:.1f} | {min(spread):.1f}–{max(spread):.1f} | "
-                     f"{per_image:.3f} | {rate} | {fixed:.1f} | {large / runs[large]:.2f} |")
+        lines.append(
+            f"| {name} | {runs[small]:.1f} | {runs[large]:.1f} | {min(spread):.1f}–{max(spread):.1f} | "
+            f"{per_image:.3f} | {rate} | {fixed:.1f} | {large / runs[large]:.2f} |"
+        )
     lines += [
-        "", f"Ray's own start: `ray.init` of a local instance took **{r['ray_init_s']:.1f} s** and "
-        f"`ray.shutdown` {r['ray_shutdown_s']:.1f} s; `evaluate(..., engine=\"ray\")` without a running Ray pays "
-        "that start on top of the fixed cost above (it starts a local Ray and shuts it down).", "",
-        *reading(r), "",
-        "## Model passes per image (measured)", "",
+        "",
+        f"Ray's own start: `ray.init` of a local instance took **{r['ray_init_s']:.1f} s** and "
+        f'`ray.shutdown` {r["ray_shutdown_s"]:.1f} s; `evaluate(..., engine="ray")` without a running Ray pays '
+        "that start on top of the fixed cost above (it starts a local Ray and shuts it down).",
+        "",
+        *reading(r),
+        "",
+        "## Model passes per image (measured)",
+        "",
         "Images through the whole network, and through its head only (the true drops and Ablation-CAM run "
-        f"the network after the layer), per image and method, with every metric and {r['steps']} steps:", "",
-        "| method | whole network | head only |", "|---|---:|---:|",
+        f"the network after the layer), per image and method, with every metric and {r['steps']} steps:",
+        "",
+        "| method | whole network | head only |",
+        "|---|---:|---:|",
     ]
     lines += [f"| {k} | {v['full']:.0f} | {v['head_only']:.0f} |" for k, v in r["model_passes"].items()]
     rn = r["resnet50"]
-    lines += ["", f"resnet50 forward on this CPU (random weights, batch {rn['batch']}, 224 px, {rn['threads']} "
-              f"threads): {rn['median_s']:.2f} s per batch, **{rn['images_per_s']:.1f} images/s** (median of 3).", ""]
+    lines += [
+        "",
+        f"resnet50 forward on this CPU (random weights, batch {rn['batch']}, 224 px, {rn['threads']} "
+        f"threads): {rn['median_s']:.2f} s per batch, **{rn['images_per_s']:.1f} images/s** (median of 3).",
+        "",
+    ]
     return "\n".join(lines + projection(r)) + "\n"
 
 
@@ -305,8 +356,10 @@ def reading(r: dict[str, Any]) -> list[str]:
     ]
     if two_s < local_s:
         breakeven = (two_fixed + r["ray_init_s"] - local_fixed) / (local_s - two_s)
-        lines.append("- so on this machine Ray with 2 workers, Ray's start included, beats the local engine from about "
-                     f"{breakeven:.0f} images of this workload on; below that it only adds its start.")
+        lines.append(
+            "- so on this machine Ray with 2 workers, Ray's start included, beats the local engine from about "
+            f"{breakeven:.0f} images of this workload on; below that it only adds its start."
+        )
     return lines
 
 
@@ -328,16 +381,20 @@ def projection(r: dict[str, Any]) -> list[str]:
     overhead_per_batch = (ray_s - local_s) * r["batch_size"]
     batch_gpu_s = 32 * per_image / gpu  # a batch of 32 ImageNet images on one GPU
     lines = [
-        "## Projection: ImageNet validation (50,000 images), 7 methods, N GPUs", "",
+        "## Projection: ImageNet validation (50,000 images), 7 methods, N GPUs",
+        "",
         "> **Since measured on a GPU:** `evaluate_cuda.md` (`bench_evaluate.py`) timed the runner itself on an "
         "H100 (resnet50 `layer4`, JPEGs decoded, every metric but localisation): 0.134 s per image for the 7 "
         "single-pass methods, which projects to 2.1 h on one such GPU and 18 min on 8, against 4.6 h and 36 min "
-        "below. That file's projection replaces this one; this one stays as the cross-check from pass counts.", "",
+        "below. That file's projection replaces this one; this one stays as the cross-check from pass counts.",
+        "",
         "Nothing here ran on a GPU. **Measured** (above, on this machine): the model passes per image and "
         "method, Ray's start and fixed costs, its per-batch overhead, resnet50's forward speed on this CPU. "
-        "**Assumed**: the GPU's speed and the rest, in the list below (constants at the top of the script).", "",
+        "**Assumed**: the GPU's speed and the rest, in the list below (constants at the top of the script).",
+        "",
         "Model: resnet50 at `layer4` (K = 2048 channels), `target='top1'` (a folder of images), every metric "
-        f"but the localisation ones (no masks), {r['steps']} deletion / insertion steps, batches of 32.", "",
+        f"but the localisation ones (no masks), {r['steps']} deletion / insertion steps, batches of 32.",
+        "",
         "Cost model, per image and method (the pass counts are the shapes net's, measured, and do not depend "
         "on the network except where they scale with K):",
         f"- **{single:.0f} whole-network forward passes** (measured for Grad-CAM / XGrad-CAM with every metric: "
@@ -348,7 +405,8 @@ def projection(r: dict[str, Any]) -> list[str]:
         "head after `layer4` is average pooling and one linear layer, so they are **taken as free** (assumed).",
         "- backward passes run from the logit down to `layer4` only: **taken as free** on resnet50 (assumed).",
         f"- so {per_image:.0f} forward passes per image for the 7 methods (+1 for the top-1 class), "
-        f"{forwards / 1e6:.1f} M resnet50 forwards for the 50,000 images.", "",
+        f"{forwards / 1e6:.1f} M resnet50 forwards for the 50,000 images.",
+        "",
         "Assumptions:",
         f"- one GPU runs resnet50's fp32 forward at **{gpu:,.0f} images/s** in the metrics' large chunks "
         f"(A100-class, TF32; assumed, not measured: an H100 may give twice that, an older card half). "
@@ -361,8 +419,10 @@ def projection(r: dict[str, Any]) -> list[str]:
         f"the local engine with 1 thread: {overhead_per_batch:+.2f} s per batch of {r['batch_size']} on this "
         "loaded CPU (noise of the same order); against the GPU batch time it is negligible.",
         f"- start: Ray ({r['ray_init_s']:.0f} s here) plus the actors and the model "
-        f"({ray_fixed:.0f} s here); on a cluster, taken as 2 minutes, once.", "",
-        "| GPUs | 7 single-pass methods | with Score-CAM as one of the 7 |", "|---:|---:|---:|",
+        f"({ray_fixed:.0f} s here); on a cluster, taken as 2 minutes, once.",
+        "",
+        "| GPUs | 7 single-pass methods | with Score-CAM as one of the 7 |",
+        "|---:|---:|---:|",
     ]
     for n in PROJECTED_GPUS:
         t = forwards / (gpu * n * ASSUMED_EFFICIENCY) + 120

@@ -16,6 +16,7 @@ mass Σ_xy ReLU(A_k); the alternative, gradient × activation Σ_xy ReLU(G_k ⊙
 the exact run: a channel's masked score does not depend on which other channels are scored, so the softmax of
 the exact scores over any subset gives that subset's map without re-running the model.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,19 +64,29 @@ def bench_image(model, preprocess, layer: str, name: str) -> list[dict]:
     A, G = cap.activations[layer][0], cap.gradients[layer][0]
     rows = []
     for top in TOPS:
-        approx, approx_s = timed(lambda top=top: xw.explain(
-            model, x, layer, method="scorecam", batch_size=BATCH_SIZE, target=exact.classes, top_channels=top))
+        approx, approx_s = timed(
+            lambda top=top: xw.explain(
+                model, x, layer, method="scorecam", batch_size=BATCH_SIZE, target=exact.classes, top_channels=top
+            )
+        )
         by_gradient = (G * A).clamp(min=0).sum((1, 2)).argsort(descending=True)[:top]
         simulated_raw = subset_raw(A, exact.weights[0], by_gradient)
-        rows.append({
-            "image": name, "N": top, "exact_s": exact_s, "approx_s": approx_s,
-            "map": correlations(approx.map, exact.map), "raw": correlations(approx.raw, exact.raw),
-            "gradient_map": correlations(display_map(simulated_raw[None], size), exact.map),
-            # the library's own ranking simulated the same way: checks the simulation against the real run
-            "simulation_check": correlations(
-                subset_raw(A, exact.weights[0], A.clamp(min=0).sum((1, 2)).argsort(descending=True)[:top]),
-                approx.raw[0]),
-        })
+        rows.append(
+            {
+                "image": name,
+                "N": top,
+                "exact_s": exact_s,
+                "approx_s": approx_s,
+                "map": correlations(approx.map, exact.map),
+                "raw": correlations(approx.raw, exact.raw),
+                "gradient_map": correlations(display_map(simulated_raw[None], size), exact.map),
+                # the library's own ranking simulated the same way: checks the simulation against the real run
+                "simulation_check": correlations(
+                    subset_raw(A, exact.weights[0], A.clamp(min=0).sum((1, 2)).argsort(descending=True)[:top]),
+                    approx.raw[0],
+                ),
+            }
+        )
         print(f"{name} N={top}: exact {exact_s} s, top-N {approx_s} s, map r/ρ {rows[-1]['map']}", flush=True)
     return rows
 

@@ -3,6 +3,7 @@
 Records RSS, live tensor count (and CUDA memory where a GPU is used) at checkpoints and writes
 `benchmarks/results/leaks_<device>.md`. Run: `.venv/bin/python benchmarks/leaks.py [--device cuda]`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,13 @@ METHODS = ("xgradcam", "gradcam", "gradcam++", "ablationcam", "eigencam", "layer
 def small_vgg(classes: int = 5) -> nn.Module:
     """conv → ReLU → max-pool → conv → ReLU → flatten → linear, for 16×16 inputs."""
     return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(8, 12, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(12 * 8 * 8, classes),
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 12, 3, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(12 * 8 * 8, classes),
     )
 
 
@@ -62,11 +68,15 @@ def main() -> None:
     out.parent.mkdir(exist_ok=True)
     info = machine_info()
     lines = [
-        f"# Memory over repeated use ({args.device})", "",
+        f"# Memory over repeated use ({args.device})",
+        "",
         f"Machine: {info['CPU']}, {info['torch threads']} torch threads, load {info['load average (1/5/15 min)']}, "
         f"torch {torch.__version__}, {time.strftime('%Y-%m-%d')}. explain: resnet18 (random weights) `layer3`, "
-        f"batch 2 at 64×64, cycling {', '.join(METHODS)}. Explorer: a tiny VGG-style net, layer/class/method changed each step.",
-        "", "| phase | step | RSS (MB) | live tensors | CUDA allocated (MB) |", "|---|---:|---:|---:|---:|",
+        f"batch 2 at 64×64, cycling {', '.join(METHODS)}. "
+        "Explorer: a tiny VGG-style net, layer/class/method changed each step.",
+        "",
+        "| phase | step | RSS (MB) | live tensors | CUDA allocated (MB) |",
+        "|---|---:|---:|---:|---:|",
     ]
     lines += [f"| {p} | {i} | {r:.1f} | {t} | {c:.1f} |" for p, i, r, t, c in rows]
     out.write_text("\n".join(lines) + "\n")

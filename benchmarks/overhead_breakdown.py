@@ -16,6 +16,7 @@ Medians over `--repeats` interleaved rounds (the order rotates) after a warm-up,
 synchronisation at the end. Writes nothing; prints a table. Not a correctness tool: the variants
 exist only inside this process.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         def run() -> None:
             with patched(patches):
                 xw.explain(model, x, layer, method="xgradcam", target=1)
+
         return run
 
     runners = {"floor": floor, "xcam": variant([]), **{name: variant(p) for name, p in SWITCHES.items()}}
@@ -121,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     medians = {name: statistics.median(values) * 1e3 for name, values in samples.items()}
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"{args.model} `{layer}`, batch {args.batch}, {args.size} px, {where}, median of {args.repeats} rounds")
-    print(f"| variant | median ms | x floor | saved vs xcam, ms |\n|---|---:|---:|---:|")
+    print("| variant | median ms | x floor | saved vs xcam, ms |\n|---|---:|---:|---:|")
     for name, value in medians.items():
         saved = "" if name in ("floor", "xcam") else f"{medians['xcam'] - value:.2f}"
         print(f"| {name} | {value:.2f} | {value / medians['floor']:.3f} | {saved} |")

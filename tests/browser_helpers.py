@@ -3,6 +3,7 @@ JavaScript that reads widget state out of the page.
 
 Nothing here imports Playwright, so the module imports everywhere; `test_browser.py` does.
 """
+
 from __future__ import annotations
 
 import io
@@ -24,8 +25,14 @@ DOCS_SCREENSHOT_BYTES = 500_000
 
 # Flags that keep a headless Chromium quiet and self-contained (no sandbox: we may run as root).
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     "--disable-dev-shm-usage",
 ]
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -57,8 +64,11 @@ def ensure_chromium(timeout: float = 900) -> tuple[str | None, str]:
         return None, "Chromium is not installed and installing it needs root: run `sudo make browser-deps`"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     log = []
-    for command in (["apt-get", "install", "-y", "-q", "chromium"],
-                    ["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "chromium"]):
+    for command in (
+        ["apt-get", "install", "-y", "-q", "chromium"],
+        ["apt-get", "update", "-q"],
+        ["apt-get", "install", "-y", "-q", "chromium"],
+    ):
         try:
             done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, check=False)
         except (OSError, subprocess.TimeoutExpired) as err:
@@ -86,8 +96,15 @@ class Server:
         self.command = command
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 (open while the process runs; closed in stop())
-        self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True)
+        self.process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def wait_until_up(self, url: str, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
@@ -135,10 +152,14 @@ def lab_settings(settings_dir: Path) -> None:
     cell kept in the DOM (no windowing), no news or update pop-ups over the page."""
     overrides = {
         "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
-        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none",
-                                                                         "autoStartDefaultKernel": True},
-        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
-                                                                             "checkForUpdates": False},
+        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {
+            "windowingMode": "none",
+            "autoStartDefaultKernel": True,
+        },
+        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+            "fetchNews": "false",
+            "checkForUpdates": False,
+        },
     }
     for name, values in overrides.items():
         path = settings_dir / name
@@ -155,11 +176,15 @@ def save_docs_screenshot(png: bytes, name: str, limit: int = DOCS_SCREENSHOT_BYT
     data = png
     scale = 1.0
     while len(data) >= limit:
-        shown = image if scale == 1.0 else image.resize((int(image.width * scale), int(image.height * scale)),
-                                                        Image.LANCZOS)
+        shown = (
+            image
+            if scale == 1.0
+            else image.resize((int(image.width * scale), int(image.height * scale)), Image.LANCZOS)
+        )
         buffer = io.BytesIO()
         shown.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
-            buffer, format="PNG", optimize=True)
+            buffer, format="PNG", optimize=True
+        )
         data = buffer.getvalue()
         scale *= 0.85
     path = DOCS / name

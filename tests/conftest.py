@@ -1,4 +1,5 @@
 """Small models and an independent A/G capture shared by the engine's tests."""
+
 from __future__ import annotations
 
 import pytest
@@ -14,8 +15,7 @@ class TinyGAPNet(nn.Module):
     def __init__(self, classes: int = 5, bias: bool = True):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1, bias=bias), nn.ReLU(),
-            nn.Conv2d(8, 12, 3, padding=1, bias=bias), nn.ReLU(),
+            nn.Conv2d(3, 8, 3, padding=1, bias=bias), nn.ReLU(), nn.Conv2d(8, 12, 3, padding=1, bias=bias), nn.ReLU()
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(12, classes, bias=bias)
@@ -30,8 +30,11 @@ class TinyVGGNet(nn.Module):
     def __init__(self, classes: int = 5, bias: bool = True, size: int = 16):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1, bias=bias), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(8, 12, 3, padding=1, bias=bias), nn.ReLU(),
+            nn.Conv2d(3, 8, 3, padding=1, bias=bias),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(8, 12, 3, padding=1, bias=bias),
+            nn.ReLU(),
         )
         self.classifier = nn.Sequential(
             nn.Flatten(), nn.Linear(12 * (size // 2) ** 2, 32, bias=bias), nn.ReLU(), nn.Linear(32, classes, bias=bias)

@@ -1,4 +1,5 @@
 """Bad arguments raise ValueError/TypeError whose message names the problem."""
+
 from __future__ import annotations
 
 import pytest
@@ -24,8 +25,11 @@ X = torch.randn(2, 3, 16, 16)
     [
         ({"method": "gradcamm"}, ValueError, r"unknown method 'gradcamm'; available methods: cam, gradcam"),
         ({"method": 3}, TypeError, "method must be a string"),
-        ({"layer": "features.44"}, ValueError,
-         r"layer 'features.44' is not a submodule.*Close matches: \['features.4'"),
+        (
+            {"layer": "features.44"},
+            ValueError,
+            r"layer 'features.44' is not a submodule.*Close matches: \['features.4'",
+        ),
         ({"layer": 12}, TypeError, "layer must be a dotted module name"),
         ({"layer": nn.Conv2d(3, 3, 1)}, ValueError, "is not a submodule"),
         ({"layer": []}, ValueError, "layer list is empty"),
@@ -42,13 +46,19 @@ X = torch.randn(2, 3, 16, 16)
         ({"target": lambda out: out[:, 0] * float("nan")}, ValueError, "the target score of image 0 is nan"),
         ({"batch_size": 4}, ValueError, r"unknown option 'batch_size' for method 'xgradcam'; its options: none"),
         ({"method": "ablationcam", "batch_size": 0}, ValueError, "batch_size must be a positive int"),
-        ({"method": "ablationcam", "bacth_size": 8}, ValueError,
-         r"unknown option 'bacth_size'.*its options: batch_size"),
+        (
+            {"method": "ablationcam", "bacth_size": 8},
+            ValueError,
+            r"unknown option 'bacth_size'.*its options: batch_size",
+        ),
         ({"method": "sscam", "noise": -1.0}, ValueError, "noise must be a finite number >= 0"),
         ({"method": "sscam", "noise": float("inf")}, ValueError, "noise must be a finite number >= 0, got inf"),
         ({"method": "smoothgradcam++", "noise": float("nan")}, ValueError, "noise must be a finite number >= 0"),
-        ({"method": "smoothgradcam++", "seed": "a"}, ValueError,
-         r"seed must be an int >= 0 \(it seeds the noise\), got 'a'"),
+        (
+            {"method": "smoothgradcam++", "seed": "a"},
+            ValueError,
+            r"seed must be an int >= 0 \(it seeds the noise\), got 'a'",
+        ),
         ({"method": "sscam", "seed": -1}, ValueError, "seed must be an int >= 0"),
         ({"method": "sscam", "seed": 1.0}, ValueError, "seed must be an int >= 0"),
         ({"method": "iscam", "samples": True}, ValueError, "samples must be a positive int, got True"),
@@ -84,8 +94,9 @@ def test_bad_inputs(net, x, error, match):
 @pytest.mark.parametrize("make", [torch.jit.trace, torch.jit.script], ids=["traced", "scripted"])
 def test_torchscript_models_are_refused_with_the_reason(net, make):
     compiled = make(net, X) if make is torch.jit.trace else make(net)
-    with pytest.raises(TypeError, match="TorchScript module .* not supported: its compiled forward calls no Python "
-                                        "forward hooks"):
+    with pytest.raises(
+        TypeError, match="TorchScript module .* not supported: its compiled forward calls no Python forward hooks"
+    ):
         xw.explain(compiled, X, "features.4")
 
 

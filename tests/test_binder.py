@@ -5,6 +5,7 @@ CPU-only PyTorch, and the README's badge opens a notebook that exists.
 requirements install the repository itself (`.` or `-e .`). Transitive dependencies do not count:
 a notebook that imports a package should make sure it is there.
 """
+
 from __future__ import annotations
 
 import ast
@@ -41,8 +42,9 @@ def setup_cfg() -> configparser.ConfigParser:
 
 
 def lines(text: str) -> list[str]:
-    return [line.split(" #")[0].strip() for line in text.splitlines()
-            if line.strip() and not line.strip().startswith("#")]
+    return [
+        line.split(" #")[0].strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")
+    ]
 
 
 def binder_requirements() -> tuple[list[str], list[Requirement], bool]:
@@ -96,8 +98,13 @@ def imported_modules(path: Path) -> set[str]:
                 found |= {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 found.add(node.module.split(".")[0])
-            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                  and node.func.attr == "import_module" and node.args and isinstance(node.args[0], ast.Constant)):
+            elif (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "import_module"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+            ):
                 found.add(str(node.args[0].value).split(".")[0])
     return found - set(sys.stdlib_module_names) - {"__future__"}
 
@@ -158,8 +165,9 @@ def test_every_notebook_import_is_installed_by_binder(path: Path):
             missing.append(f"{module} (not installed here either; which distribution provides it?)")
         elif not provided_by & available:
             missing.append(f"{module} (from {', '.join(sorted(provided_by))})")
-    assert not missing, (f"{path.name} imports packages that binder/requirements.txt does not install: "
-                         f"{'; '.join(missing)}")
+    assert not missing, (
+        f"{path.name} imports packages that binder/requirements.txt does not install: {'; '.join(missing)}"
+    )
 
 
 def test_the_import_scanner_sees_imports(tmp_path):
@@ -199,7 +207,11 @@ def test_post_build_turns_on_voila_progressive_rendering(tmp_path):
     config = tmp_path / ".jupyter" / "jupyter_server_config.json"
     config.parent.mkdir()
     config.write_text(json.dumps({"ServerApp": {"iopub_data_rate_limit": 1e9}}))
-    env = {**os.environ, "HOME": str(tmp_path), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "HOME": str(tmp_path),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
     subprocess.run(["bash", str(script)], env=env, cwd=REPO, check=True, timeout=60)
     written = json.loads(config.read_text())
     assert written["VoilaConfiguration"]["progressive_rendering"] is True

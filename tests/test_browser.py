@@ -6,6 +6,7 @@ Needs Chromium: when it is missing and we are root, the tests install Debian's p
 `test-artifacts/browser/`; `docs/explorer-*.png` are written when missing, or refreshed with
 XCAM_UPDATE_SCREENSHOTS=1.
 """
+
 from __future__ import annotations
 
 import os
@@ -69,8 +70,13 @@ def browser(chromium, artifacts, tmp_path_factory):
     with sync_playwright() as p:
         user_data = tmp_path_factory.mktemp("chromium-profile")  # a fresh profile every run
         context = p.chromium.launch_persistent_context(
-            str(user_data), executable_path=chromium, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 1200}, device_scale_factor=1)
+            str(user_data),
+            executable_path=chromium,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 1200},
+            device_scale_factor=1,
+        )
         try:
             yield context
         finally:
@@ -80,9 +86,15 @@ def browser(chromium, artifacts, tmp_path_factory):
 def _server_env(home: Path) -> dict[str, str]:
     """A private Jupyter config, data and runtime dir: nothing from the user's own setup leaks in,
     and nothing is left behind. The kernel spec comes from the venv (sys.prefix), as in `make lab`."""
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_DATA_DIR": str(home / "data"),
-           "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "IPYTHONDIR": str(home / "ipython"),
-           "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(home / "config"),
+        "JUPYTER_DATA_DIR": str(home / "data"),
+        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+        "IPYTHONDIR": str(home / "ipython"),
+        "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
+    }
     env.pop("JUPYTER_PATH", None)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     return env
@@ -97,10 +109,19 @@ def lab(artifacts, tmp_path_factory):
     shutil.copytree(REPO / "notebooks", root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     lab_settings(home / "settings")
     port, token = free_port(), secrets.token_hex(16)
-    command = [str(BIN / "jupyter"), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-               f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-               f"--LabApp.user_settings_dir={home / 'settings'}", f"--LabApp.workspaces_dir={home / 'workspaces'}",
-               "--ServerApp.open_browser=False", "--ServerApp.port_retries=0"]
+    command = [
+        str(BIN / "jupyter"),
+        "lab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+        f"--LabApp.user_settings_dir={home / 'settings'}",
+        f"--LabApp.workspaces_dir={home / 'workspaces'}",
+        "--ServerApp.open_browser=False",
+        "--ServerApp.port_retries=0",
+    ]
     if os.geteuid() == 0:
         command.append("--allow-root")
     server = Server(command, ARTIFACTS / "jupyterlab.log", cwd=root, env=_server_env(home))
@@ -116,8 +137,16 @@ def voila(artifacts, tmp_path_factory):
     """Voilà serving `notebooks/app.ipynb`, as `make app` does."""
     home = tmp_path_factory.mktemp("voila")
     port, token = free_port(), secrets.token_hex(16)
-    command = [str(BIN / "voila"), str(REPO / "notebooks" / "app.ipynb"), "--no-browser", "--Voila.ip=127.0.0.1",
-               f"--port={port}", f"--token={token}", "--show_tracebacks=True", *VOILA_FLAGS]
+    command = [
+        str(BIN / "voila"),
+        str(REPO / "notebooks" / "app.ipynb"),
+        "--no-browser",
+        "--Voila.ip=127.0.0.1",
+        f"--port={port}",
+        f"--token={token}",
+        "--show_tracebacks=True",
+        *VOILA_FLAGS,
+    ]
     server = Server(command, ARTIFACTS / "voila.log", cwd=REPO / "notebooks", env=_server_env(home))
     try:
         server.wait_until_up(f"http://127.0.0.1:{port}/voila/static/index.css")
@@ -162,8 +191,11 @@ def _drawn_heatmap(page) -> dict | None:
 def _select(page, label: str, option_text: str | None = None, index: int | None = None) -> str:
     """Choose an option of the Explorer's dropdown labelled `label`, as a user does: through its
     <select>. Returns the chosen option's text."""
-    box = page.locator('[data-test="explorer"] .widget-dropdown').filter(
-        has=page.locator("label", has_text=re.compile(f"^{re.escape(label)}$"))).first
+    box = (
+        page.locator('[data-test="explorer"] .widget-dropdown')
+        .filter(has=page.locator("label", has_text=re.compile(f"^{re.escape(label)}$")))
+        .first
+    )
     select = box.locator("select")
     select.scroll_into_view_if_needed()
     if option_text is not None:
@@ -232,8 +264,9 @@ def _change_method_and_class(page, server: Server, tag: str) -> list[dict]:
     index = next(i for i, text in enumerate(classes["options"]) if text != classes["selected"] and i >= 1)
     chosen = _text(_select(page, "class", index=index))
     class_name = chosen.rsplit(" (", 1)[0]  # "tabby (16.8%)" -> "tabby"
-    after_class = _wait(page, lambda: _settled(page, after_method, class_name), f"the map for {class_name}",
-                        CHANGE_TIMEOUT, server)
+    after_class = _wait(
+        page, lambda: _settled(page, after_method, class_name), f"the map for {class_name}", CHANGE_TIMEOUT, server
+    )
     states.append(after_class)
     _no_errors(page)
     return states
@@ -298,8 +331,10 @@ def test_app_mode_renders_the_explorer_in_voila(browser, voila):
         assert "import xcam_widgets" not in page.inner_text("body"), "app mode must not show code"
         page.wait_for_timeout(500)
         box = page.locator('[data-test="explorer"]').bounding_box()
-        png = page.screenshot(path=str(ARTIFACTS / "voila-final.png"),
-                              clip={"x": 0, "y": 0, "width": page.viewport_size["width"], "height": box["y"] + box["height"] + 16})
+        png = page.screenshot(
+            path=str(ARTIFACTS / "voila-final.png"),
+            clip={"x": 0, "y": 0, "width": page.viewport_size["width"], "height": box["y"] + box["height"] + 16},
+        )
         if UPDATE_DOCS or not (DOCS / "explorer-app.png").exists():
             save_docs_screenshot(png, "explorer-app.png")
         assert not [m for m in console if "pageerror" in m], console

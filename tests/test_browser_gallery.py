@@ -8,6 +8,7 @@ we are root; skips only when it cannot be had). Screenshots and the server log g
 `test-artifacts/browser/gallery/`; `docs/gallery.png` is written when missing, or refreshed with
 XCAM_UPDATE_SCREENSHOTS=1.
 """
+
 from __future__ import annotations
 
 import json
@@ -142,8 +143,13 @@ def browser(chromium, tmp_path_factory):
     HERE.mkdir(parents=True)
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=chromium, headless=True,
-            args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 1200}, device_scale_factor=1)
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=chromium,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 1200},
+            device_scale_factor=1,
+        )
         try:
             yield context
         finally:
@@ -157,20 +163,37 @@ def lab(tmp_path_factory):
     home = tmp_path_factory.mktemp("lab")
     root = home / "root"
     root.mkdir()
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in CELLS], metadata={
-        "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}})
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(source) for source in CELLS],
+        metadata={"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}},
+    )
     nbformat.write(nb, root / NOTEBOOK)
     lab_settings(home / "settings")
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_DATA_DIR": str(home / "data"),
-           "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "IPYTHONDIR": str(home / "ipython"),
-           "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
-           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(home / "config"),
+        "JUPYTER_DATA_DIR": str(home / "data"),
+        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+        "IPYTHONDIR": str(home / "ipython"),
+        "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     env.pop("JUPYTER_PATH", None)
     port, token = free_port(), secrets.token_hex(16)
-    command = [str(BIN / "jupyter"), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-               f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-               f"--LabApp.user_settings_dir={home / 'settings'}", f"--LabApp.workspaces_dir={home / 'workspaces'}",
-               "--ServerApp.open_browser=False", "--ServerApp.port_retries=0"]
+    command = [
+        str(BIN / "jupyter"),
+        "lab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+        f"--LabApp.user_settings_dir={home / 'settings'}",
+        f"--LabApp.workspaces_dir={home / 'workspaces'}",
+        "--ServerApp.open_browser=False",
+        "--ServerApp.port_retries=0",
+    ]
     if os.geteuid() == 0:
         command.append("--allow-root")
     server = Server(command, HERE / "jupyterlab.log", cwd=root, env=env)
@@ -238,15 +261,23 @@ def test_sorting_and_exploring_the_gallery_in_jupyterlab(browser, lab):
         assert expected["rows"] == N_IMAGES
         assert expected["row"] != expected["initial_row"], "the sort must move another row to the front"
         _wait(page, lambda: page.evaluate(JS_FIND_GALLERY), "the Gallery", CHANGE_TIMEOUT, server)
-        _wait(page, lambda: page.evaluate(JS_PROGRESS) == f"{N_IMAGES} / {N_IMAGES} images · done",
-              "the Gallery's progress to show the finished run", CHANGE_TIMEOUT, server)
+        _wait(
+            page,
+            lambda: page.evaluate(JS_PROGRESS) == f"{N_IMAGES} / {N_IMAGES} images · done",
+            "the Gallery's progress to show the finished run",
+            CHANGE_TIMEOUT,
+            server,
+        )
         before = _wait(page, lambda: page.evaluate(JS_FIRST_TILE), "the first thumbnail", CHANGE_TIMEOUT, server)
         assert before["button"] == f"explore #{expected['initial_row']}"
         _no_errors(page)
 
         # Sort by energy through the page's own menu: the row pandas puts first comes to the front.
-        sort_by = page.locator('[data-test="gallery"] .widget-dropdown').filter(
-            has=page.locator("label", has_text=re.compile("^sort by$"))).first.locator("select")
+        sort_by = (
+            page.locator('[data-test="gallery"] .widget-dropdown')
+            .filter(has=page.locator("label", has_text=re.compile("^sort by$")))
+            .first.locator("select")
+        )
         sort_by.scroll_into_view_if_needed()
         sort_by.select_option(label="energy")
         wanted = f"explore #{expected['row']}"
@@ -255,8 +286,7 @@ def test_sorting_and_exploring_the_gallery_in_jupyterlab(browser, lab):
             tile = page.evaluate(JS_FIRST_TILE)
             return tile if tile and tile["button"] == wanted and tile["sha1"] != before["sha1"] else None
 
-        after = _wait(page, sorted_tile, "the first thumbnail to become the lowest-energy row", CHANGE_TIMEOUT,
-                      server)
+        after = _wait(page, sorted_tile, "the first thumbnail to become the lowest-energy row", CHANGE_TIMEOUT, server)
         assert after["caption"].startswith(f"#{expected['row']} {expected['image']}"), after["caption"]
         assert expected["class_name"] in after["caption"] and "energy" in after["caption"]
         assert after["sha1"] == expected["thumb_sha1"], "the first thumbnail is not the expected image and map"

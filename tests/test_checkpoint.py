@@ -1,4 +1,5 @@
 """Checkpoints load as tensors only; pickled code is refused, not run."""
+
 from __future__ import annotations
 
 import os

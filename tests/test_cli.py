@@ -1,4 +1,5 @@
 """xcam_widgets.cli: the `xcam evaluate` flags for bad images, existing outputs, devices and paths."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -10,8 +11,21 @@ from xcam_widgets.cli import main
 from xcam_widgets.shapes import nets
 from xcam_widgets.shapes.dataset import make_shapes
 
-BASE = ["evaluate", "--model", "shapes_gap", "--random-weights", "--methods", "gradcam", "--layers", nets.CAM_LAYER,
-        "--metrics", "deletion", "--steps", "2", "--no-progress"]
+BASE = [
+    "evaluate",
+    "--model",
+    "shapes_gap",
+    "--random-weights",
+    "--methods",
+    "gradcam",
+    "--layers",
+    nets.CAM_LAYER,
+    "--metrics",
+    "deletion",
+    "--steps",
+    "2",
+    "--no-progress",
+]
 
 
 @pytest.fixture(autouse=True)

@@ -5,6 +5,7 @@ only two checks make the CPU wait for the GPU.
 Skipped without a GPU (CI has none); run on a lent GPU machine with `pytest tests/test_cuda.py`.
 TF32 is switched off while these tests compare CUDA with the CPU: with it, cuDNN's convolutions
 round inputs to 10 mantissa bits, and a comparison would measure that rounding, not our code."""
+
 from __future__ import annotations
 
 import gc
@@ -13,9 +14,9 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import TinyGAPNet, TinyVGGNet
 
 import xcam_widgets as xw
-from conftest import TinyGAPNet, TinyVGGNet
 from xcam_widgets.views import low_res_map
 from xcam_widgets.widgets.explorer import Explorer
 
@@ -99,6 +100,7 @@ def test_model_state_is_restored_on_cuda_also_after_an_error():
 def test_gpu_memory_returns_to_its_level_between_calls():
     _, net, layer = twin_nets("vgg")
     methods = ["xgradcam", "gradcam++", "ablationcam", "scorecam", "eigencam"]
+
     def run(calls: int) -> int:
         for i in range(calls):
             xw.explain(net, X, [layer, "features.1"], method=methods[i % len(methods)], target=i % 5)

@@ -1,4 +1,5 @@
 """Exact axiom identities (cam-methods.md) and the diagnostics built on them."""
+
 from __future__ import annotations
 
 import pytest
@@ -69,8 +70,10 @@ def test_diagnose_fields_match_their_definitions():
     torch.testing.assert_close(d.true_drop, true, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(d.conservation_error, (res.score - res.raw.sum((1, 2))).abs() / res.score.abs())
     torch.testing.assert_close(
-        d.sensitivity_error, (true - predicted).abs().sum(1) / true.abs().sum(1), rtol=1e-4, atol=1e-6)
+        d.sensitivity_error, (true - predicted).abs().sum(1) / true.abs().sum(1), rtol=1e-4, atol=1e-6
+    )
     import numpy as np
+
     for b in range(2):
         r = np.corrcoef(predicted[b].numpy(), true[b].numpy())[0, 1]
         assert abs(float(d.sensitivity_r[b]) - r) < 1e-4
@@ -99,9 +102,14 @@ def test_xgradcam_note_flags_cancelling_layers_only():
     channels cancel there; after the ReLU that follows, none can."""
     torch.manual_seed(0)
     net = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 6, 3, padding=1), torch.nn.InstanceNorm2d(6), torch.nn.ReLU(),
-        torch.nn.Conv2d(6, 4, 3, padding=1), torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3),
+        torch.nn.Conv2d(3, 6, 3, padding=1),
+        torch.nn.InstanceNorm2d(6),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(6, 4, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 3),
     ).eval()
     normalised = xw.diagnose(net, X, "1", method="xgradcam", target=0, batch_size=6)
     assert normalised.note.startswith("6 of 6 channels have activations that nearly cancel")

@@ -1,4 +1,5 @@
 """The dataset runner and the `xcam evaluate` command on a few shapes images."""
+
 from __future__ import annotations
 
 import math
@@ -209,11 +210,29 @@ def test_bad_arguments_are_named():
 
 def test_cli_writes_the_table_and_prints_the_summary(tmp_path, capsys):
     out = tmp_path / "cli" / "results.csv"
-    status = main([
-        "evaluate", "--model", "shapes_gap", "--random-weights", "--images", "shapes:4", "--methods",
-        "gradcam,xgradcam", "--layers", LAYER, "--metrics", "average_drop,pointing", "--steps", "2",
-        "--device", "cpu", "--no-progress", "--out", str(out),
-    ])
+    status = main(
+        [
+            "evaluate",
+            "--model",
+            "shapes_gap",
+            "--random-weights",
+            "--images",
+            "shapes:4",
+            "--methods",
+            "gradcam,xgradcam",
+            "--layers",
+            LAYER,
+            "--metrics",
+            "average_drop,pointing",
+            "--steps",
+            "2",
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
     assert status == 0
     table = pd.read_csv(out)
     assert len(table) == 8 and list(table["method"].unique()) == METHODS
@@ -229,8 +248,10 @@ def test_cli_writes_the_table_and_prints_the_summary(tmp_path, capsys):
         (["evaluate", "--model", "shapes_gap", "--images", "shapes:2", "--steps", "0"], "--steps"),
         (["evaluate", "--model", "shapes_gap", "--images", "shapes:2", "--target", "best"], "--target"),
         (["evaluate", "--model", "nope", "--images", "shapes:2", "--random-weights"], "unknown model"),
-        (["evaluate", "--model", "shapes_gap", "--random-weights", "--images", "shapes:2", "--methods", "x"],
-         "unknown method"),
+        (
+            ["evaluate", "--model", "shapes_gap", "--random-weights", "--images", "shapes:2", "--methods", "x"],
+            "unknown method",
+        ),
     ],
 )
 def test_cli_bad_arguments_exit_2(argv, message, capsys):
@@ -244,8 +265,11 @@ def test_cli_bad_arguments_exit_2(argv, message, capsys):
 def test_runs_on_gpu_with_the_same_values():
     bundle = random_bundle()
     data = make_shapes(4, seed=7)
-    kwargs = dict(metrics=["diagnostics", "average_drop", "deletion", "insertion", "pointing", "energy"], steps=STEPS,
-                  progress=False)
+    kwargs = dict(
+        metrics=["diagnostics", "average_drop", "deletion", "insertion", "pointing", "energy"],
+        steps=STEPS,
+        progress=False,
+    )
     cpu, _ = evaluate(bundle, data, METHODS, LAYER, device="cpu", **kwargs)
     gpu, _ = evaluate(bundle, data, METHODS, LAYER, device="cuda", **kwargs)
     assert next(bundle.model.parameters()).is_cuda
@@ -258,8 +282,9 @@ def test_runs_on_gpu_with_the_same_values():
 def test_trained_gap_net_by_name_points_at_the_shapes():
     """By name, with the shipped weights: XGrad-CAM on the trained GAP net finds the shape far
     more often than chance (a 4-px-dilated shape covers about a fifth of the image)."""
-    table, summary = evaluate("shapes_gap", "shapes:20", "xgradcam", metrics=["pointing", "energy"],
-                              device="cpu", progress=False)
+    table, summary = evaluate(
+        "shapes_gap", "shapes:20", "xgradcam", metrics=["pointing", "energy"], device="cpu", progress=False
+    )
     assert table["layer"].unique().tolist() == [LAYER]  # the default layer
     pointing = summary.set_index("metric").loc["pointing", "mean"]
     assert pointing >= 0.5

@@ -1,5 +1,6 @@
 """xcam_widgets.evaluation in the background, as the Gallery runs it: rows as batches finish, a
 stop between batches, and a model shared with another thread that uses it between batches."""
+
 from __future__ import annotations
 
 import threading
@@ -14,8 +15,9 @@ from xcam_widgets.evaluation import evaluate, open_result, run_paths
 from xcam_widgets.shapes import nets
 
 LAYER = nets.CAM_LAYER
-KWARGS = dict(methods=["gradcam", "xgradcam"], layers=LAYER, metrics=["deletion"], steps=2, batch_size=2,
-              progress=False)
+KWARGS = dict(
+    methods=["gradcam", "xgradcam"], layers=LAYER, metrics=["deletion"], steps=2, batch_size=2, progress=False
+)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -1,4 +1,5 @@
 """xcam_widgets.evaluation.maps: each row's small raw map, and the MapStore that keeps them."""
+
 from __future__ import annotations
 
 import math
@@ -45,17 +46,19 @@ def test_the_runs_maps_are_the_raw_maps_of_explain(tmp_path):
     bundle = xw.load_model("shapes_vgg", pretrained=False, device="cpu")
     methods = ["gradcam", "xgradcam"]
     out = tmp_path / "r.csv"
-    table, _ = result = evaluate(bundle, "shapes:3", methods, nets.CAM_LAYER, metrics=["deletion"], steps=2,
-                                 progress=False, out=out)
+    table, _ = result = evaluate(
+        bundle, "shapes:3", methods, nets.CAM_LAYER, metrics=["deletion"], steps=2, progress=False, out=out
+    )
     data = make_shapes(3, seed=HELDOUT_SEED)
     x, classes = nets.preprocess(data.images), data.labels[:, 0]
     for m, method in enumerate(methods):
         raw = xw.explain(bundle.model, x, nets.CAM_LAYER, method, target=classes).raw  # [3, 16, 16]
         for i in range(3):
-            row = (i * len(methods) + m)  # the row key: image-major, then method
+            row = i * len(methods) + m  # the row key: image-major, then method
             assert table.loc[row, ["image", "method"]].tolist() == [i, method]
-            np.testing.assert_allclose(result.maps[row].astype(float), raw[i].half().double().numpy(), rtol=1e-3,
-                                       atol=1e-4)
+            np.testing.assert_allclose(
+                result.maps[row].astype(float), raw[i].half().double().numpy(), rtol=1e-3, atol=1e-4
+            )
     reopened = open_result(out).maps
     assert sorted(reopened) == list(range(6))
     for row in range(6):

@@ -1,5 +1,6 @@
 """xcam_widgets.evaluation under bad input (issue 17, items 4, 5, 6 and 12): corrupt images, runs
 cut short, files named twice, `out` checked first, devices that are not there, paths that look like specs."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -121,8 +122,9 @@ def test_a_file_named_twice_gets_rows_for_each_position(bundle, tmp_path):
     files = [str(tmp_path / names[0]), str(tmp_path / names[1]), str(tmp_path / names[0])]
     table, _ = result = evaluate(bundle, files, **KWARGS)
     assert table["image"].tolist() == files and table["row"].tolist() == [0, 1, 2]
-    pd.testing.assert_frame_equal(table.loc[[0], VALUES].reset_index(drop=True),
-                                  table.loc[[2], VALUES].reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        table.loc[[0], VALUES].reset_index(drop=True), table.loc[[2], VALUES].reset_index(drop=True)
+    )
     assert sorted(result.maps) == [0, 1, 2]
 
 
@@ -154,7 +156,8 @@ def test_an_existing_out_is_resumed_replaced_with_overwrite_or_refused(bundle, t
     replaced, _ = evaluate(bundle, "shapes:3", out=out, overwrite=True, **other)
     assert set(pd.read_csv(out)["method"]) == {"xgradcam"} and counter.calls == 2
     assert {row["method"] for p in run_paths(out).parts.glob("batch-*.npz") for row in decode_part(p).rows} == {
-        "xgradcam"}  # the old parts went first
+        "xgradcam"
+    }  # the old parts went first
     # A table that no resumable run wrote is not overwritten silently.
     lone = tmp_path / "lone.csv"
     lone.write_text("a,b\n1,2\n")

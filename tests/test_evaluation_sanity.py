@@ -1,4 +1,5 @@
 """The runner's sanity-check columns `mprt` and `random_logit` on a few shapes images (shapes_gap)."""
+
 from __future__ import annotations
 
 import math
@@ -59,8 +60,16 @@ def test_columns_equal_sanity_check_run_directly(bundle, run):
     assert list(table.columns) == table_columns(SANITY)
     x, classes = _images()
     for i in range(N):
-        direct = sanity_check(bundle.model, x[i:i + 1], LAYER, methods=METHODS, target=int(classes[i]),
-                              checks=("cascading", "random_logit"), similarity="spearman", seed=i)
+        direct = sanity_check(
+            bundle.model,
+            x[i : i + 1],
+            LAYER,
+            methods=METHODS,
+            target=int(classes[i]),
+            checks=("cascading", "random_logit"),
+            similarity="spearman",
+            seed=i,
+        )
         assert direct.layers_after == 1  # GAP → linear: only the linear layer follows the CAM layer
         for method in METHODS:
             row = table[(table["image"] == i) & (table["method"] == method)].iloc[0]
@@ -80,8 +89,16 @@ def test_gradcam_random_logit_by_hand(bundle, run):
     weights = bundle.model.classifier.fc.weight.detach().double()
     cams = torch.einsum("ck,nkhw->nchw", weights, activations).flatten(2).numpy()  # [image, class, h·w]
     for i in range(N):
-        direct = sanity_check(bundle.model, x[i:i + 1], LAYER, methods="gradcam", target=int(classes[i]),
-                              checks="random_logit", similarity="spearman", seed=i)
+        direct = sanity_check(
+            bundle.model,
+            x[i : i + 1],
+            LAYER,
+            methods="gradcam",
+            target=int(classes[i]),
+            checks="random_logit",
+            similarity="spearman",
+            seed=i,
+        )
         drawn = [r["target_class"] for r in direct.rows]
         assert len(drawn) == 3 and len(set(drawn)) == 3 and int(classes[i]) not in drawn
         expected = sum(spearmanr(cams[i, classes[i]], cams[i, c]).statistic for c in drawn) / len(drawn)
@@ -121,8 +138,16 @@ def test_model_is_bit_identical_afterwards(bundle):
     before = {name: t.clone() for name, t in model.state_dict().items()}
     hooks = hook_counts(model)
     try:
-        evaluate(bundle, "shapes:3", ["gradcam", "scorecam"], LAYER, metrics=SANITY, batch_size=2, progress=False,
-                 method_options={"scorecam": {"batch_size": 4}})
+        evaluate(
+            bundle,
+            "shapes:3",
+            ["gradcam", "scorecam"],
+            LAYER,
+            metrics=SANITY,
+            batch_size=2,
+            progress=False,
+            method_options={"scorecam": {"batch_size": 4}},
+        )
         after = model.state_dict()
         assert before.keys() == after.keys()
         assert all(torch.equal(before[name], after[name]) for name in before)
@@ -143,7 +168,8 @@ def test_summary_gives_means_and_normal_intervals(run):
             half = 1.959963984540054 * values.std(ddof=1) / math.sqrt(N)
             assert row["n"] == N
             assert (row["mean"], row["ci_low"], row["ci_high"]) == pytest.approx(
-                (values.mean(), values.mean() - half, values.mean() + half), abs=1e-12)
+                (values.mean(), values.mean() - half, values.mean() + half), abs=1e-12
+            )
 
 
 def test_csv_and_gallery_see_the_columns(run):

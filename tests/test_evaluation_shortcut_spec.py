@@ -1,5 +1,6 @@
 """The images spec "shapes_shortcut:N[:SEED[:MARKS]]": the watermarked shapes by name, as the runner,
 the CLI and the Gallery take them (an existing path still wins over the spec)."""
+
 from __future__ import annotations
 
 import pytest
@@ -58,15 +59,21 @@ def test_the_seed_alone_keeps_the_label_marks():
     assert torch.equal(open_images("shapes_shortcut:3:31", preprocess).data.marks, make_shapes(3, seed=31).labels[:, 0])
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("shapes_shortcut:0", "N >= 1"),
-    ("shapes_shortcut:x", "'shapes_shortcut:N'"),
-    ("shapes_shortcut:3::none", "'shapes_shortcut:N:SEED:MARKS'"),
-    ("shapes_shortcut:3:1:labels", r"MARKS must be one of \('label', 'random', 'none'\), got 'labels'"),
-    ("shapes_shortcut:3:1:none:2", "'shapes_shortcut:N:SEED:MARKS'"),
-    ("shapes_shortcut", r"neither 'shapes:N', a folder nor an image file \(the watermarked shapes are "
-                        r"'shapes_shortcut:N'\)"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("shapes_shortcut:0", "N >= 1"),
+        ("shapes_shortcut:x", "'shapes_shortcut:N'"),
+        ("shapes_shortcut:3::none", "'shapes_shortcut:N:SEED:MARKS'"),
+        ("shapes_shortcut:3:1:labels", r"MARKS must be one of \('label', 'random', 'none'\), got 'labels'"),
+        ("shapes_shortcut:3:1:none:2", "'shapes_shortcut:N:SEED:MARKS'"),
+        (
+            "shapes_shortcut",
+            r"neither 'shapes:N', a folder nor an image file \(the watermarked shapes are "
+            r"'shapes_shortcut:N'\)",
+        ),
+    ],
+)
 def test_bad_specs_name_the_problem(spec, message):
     with pytest.raises(ValueError, match=message):
         open_images(spec, preprocess)
@@ -105,8 +112,16 @@ def test_evaluate_takes_the_spec_with_a_bare_module_and_the_run_reopens(tmp_path
     over the spec's images, equal to `energy_in_mask` of `explain` on `make_shortcut_shapes`'s."""
     model = Corner()
     out = tmp_path / "run.csv"
-    result = xw.evaluate(model, "shapes_shortcut:4:9", methods=["gradcam"], layers="features", metrics=["energy"],
-                         batch_size=3, progress=False, out=out)
+    result = xw.evaluate(
+        model,
+        "shapes_shortcut:4:9",
+        methods=["gradcam"],
+        layers="features",
+        metrics=["energy"],
+        batch_size=3,
+        progress=False,
+        out=out,
+    )
     data = open_images("shapes_shortcut:4:9", preprocess).data
     labels = data.labels[:, 0]
     maps = xw.explain(model, preprocess(data.images), "features", method="gradcam", target=labels.tolist()).map

@@ -1,4 +1,5 @@
 """xcam_widgets.evaluation.sources: torch Datasets as images, and images given back for display."""
+
 from __future__ import annotations
 
 import numpy as np

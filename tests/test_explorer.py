@@ -1,6 +1,7 @@
 """xcam_widgets.widgets.explorer without a browser: it shows what `explain` gives for the final state,
 its option controls come from the method signatures, errors stay in the widget, display changes
 recompute nothing, updates are small, a new image never shows an old map, and it stops cleanly."""
+
 from __future__ import annotations
 
 import io
@@ -22,7 +23,8 @@ from torch import nn
 
 import xcam_widgets as xw
 from xcam_widgets.views import low_res_map
-from xcam_widgets.widgets.explorer import Explorer, layer_label
+from xcam_widgets.widgets.controls import layer_label
+from xcam_widgets.widgets.explorer import Explorer
 from xcam_widgets.widgets.figures import quantized
 
 X = torch.randn(3, 16, 16, generator=torch.Generator().manual_seed(5))
@@ -123,9 +125,13 @@ def test_option_values_reach_the_method_and_bad_ones_are_clear_errors(net):
 
 def test_a_class_switch_after_a_layer_switch_shows_exactly_explains_map(net):
     explorer = Explorer(net, X, background=False)
-    for layer, target, method in (("features.1", 3, "xgradcam"), ("features.1", 0, "xgradcam"),
-                                  ("features.4", 0, "gradcam++"), ("features.4", 2, "gradcam++"),
-                                  ("features.1", 2, "layercam")):
+    for layer, target, method in (
+        ("features.1", 3, "xgradcam"),
+        ("features.1", 0, "xgradcam"),
+        ("features.4", 0, "gradcam++"),
+        ("features.4", 2, "gradcam++"),
+        ("features.1", 2, "layercam"),
+    ):
         explorer.layer.value = layer
         explorer.method.value = method
         explorer.target.value = target
@@ -249,9 +255,17 @@ def test_an_image_change_during_a_class_change_never_shows_the_old_images_map(ne
 
 def test_diagnostics_and_view_workers_at_once_keep_the_model_state():
     torch.manual_seed(0)
-    bn = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                       nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5)).train()
+    bn = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 5),
+    ).train()
     before = {k: v.clone() for k, v in bn.state_dict().items()}
     explorer = Explorer(bn, X, background=True)
     explorer.method.value = "ablationcam"

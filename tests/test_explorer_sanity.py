@@ -1,6 +1,7 @@
 """xcam_widgets.widgets.sanity_panel in the Explorer: the Sanity tab runs only on request, draws one
 strip per method with the Session's maps and curves, says Eigen-CAM fails the random-logit check,
 survives a Cancel with the last result shown, resets on a new image, and leaves the model as it was."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -74,6 +75,7 @@ def test_cancel_keeps_the_last_result_and_the_explorer_usable(net, monkeypatch):
             calls.append(done)
             progress(done, total)  # raises once Cancel was pressed
             panel.cancel_button.click()
+
         return real(*args, progress=report, **kwargs)
 
     monkeypatch.setattr(explorer.session, "sanity", cancelled_after_one_map)

@@ -1,5 +1,6 @@
 """Every gradient method against a hand computation of its closed form (cam-methods.md),
 from A and G captured independently of the engine."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -90,13 +91,26 @@ def test_smooth_gradcampp_averages_noisy_gradient_moments(vgg_net, image_batch):
     through the reference capture one copy at a time."""
     samples, noise, seed = 3, 0.1, 7
     x = image_batch * torch.tensor([1.0, 3.0])[:, None, None, None]  # two images with different ranges
-    res = xw.explain(vgg_net, x, "features.4", method="smoothgradcam++", target=2,
-                     noise=noise, samples=samples, seed=seed, batch_size=2)
+    res = xw.explain(
+        vgg_net,
+        x,
+        "features.4",
+        method="smoothgradcam++",
+        target=2,
+        noise=noise,
+        samples=samples,
+        seed=seed,
+        batch_size=2,
+    )
     for b in range(2):
         image = x[b : b + 1]
         sigma = noise * float(image.max() - image.min())
-        grads = [reference_capture(vgg_net, image + sigma * documented_noise(image.shape[1:], seed, i), "features.4",
-                                   torch.tensor([2]))[1] for i in range(samples)]
+        grads = [
+            reference_capture(
+                vgg_net, image + sigma * documented_noise(image.shape[1:], seed, i), "features.4", torch.tensor([2])
+            )[1]
+            for i in range(samples)
+        ]
         A = reference_capture(vgg_net, image, "features.4", torch.tensor([2]))[0]
         g1, g2, g3 = (sum(g.pow(p) for g in grads) / samples for p in (1, 2, 3))
         den = 2 * g2 + A.sum((2, 3), keepdim=True) * g3
@@ -111,8 +125,12 @@ def test_raw_is_the_sum_of_contributions_for_every_method(gap_net, image_batch):
         res = xw.explain(gap_net, image_batch, "features", method=method, target=1, **cheap)
         torch.testing.assert_close(res.raw, res.contributions.sum(1), msg=method)
         if res.weights is not None:
-            torch.testing.assert_close(res.contributions, res.weights[:, :, None, None] * reference_capture(
-                gap_net, image_batch, "features", torch.tensor([1, 1]))[0], msg=method)
+            torch.testing.assert_close(
+                res.contributions,
+                res.weights[:, :, None, None]
+                * reference_capture(gap_net, image_batch, "features", torch.tensor([1, 1]))[0],
+                msg=method,
+            )
 
 
 def test_display_map_is_relu_bilinear_then_min_max():

@@ -1,4 +1,5 @@
 """xcam_widgets.gallery.sheet and the CSV export: captions, the contact sheet as PNG and HTML."""
+
 from __future__ import annotations
 
 import base64
@@ -12,26 +13,43 @@ import pytest
 from PIL import Image
 from test_gallery_table import frame
 
-from xcam_widgets.gallery import (
-    Filter,
-    GalleryTable,
-    Sort,
-    caption_lines,
-    contact_sheet_html,
-    contact_sheet_png,
+from xcam_widgets.gallery import Filter, GalleryTable, Sort, caption_lines, contact_sheet_html, contact_sheet_png
+
+
+@pytest.mark.parametrize(
+    "record, metric, expected",
+    [
+        (
+            dict(row=3, image="cats/a.png", method="gradcam", layer="layer4", label=0, predicted=0, energy=0.51234),
+            "energy",
+            ("#3 a.png", "gradcam layer4", "label 0 (right)", "energy 0.512"),
+        ),
+        (
+            dict(row=1, image=7, method="cam", layer="l", label=1.0, predicted=0.0, energy=math.nan),
+            "energy",
+            ("#1 7", "cam l", "label 1 -> pred 0 (wrong)", "energy n/a"),
+        ),
+        (
+            dict(row=2, image="c.png", method="cam", layer="l", label=-1, predicted=4, error=""),
+            None,
+            ("#2 c.png", "cam l", "pred 4"),
+        ),
+        (
+            dict(
+                row=4,
+                image="d.png",
+                method="cam",
+                layer="l",
+                label=-1,
+                predicted=math.nan,
+                class_name=None,
+                error="cannot identify image",
+            ),
+            "energy",
+            ("#4 d.png", "cam l", "error: cannot identify image"),
+        ),
+    ],
 )
-
-
-@pytest.mark.parametrize("record, metric, expected", [
-    (dict(row=3, image="cats/a.png", method="gradcam", layer="layer4", label=0, predicted=0, energy=0.51234),
-     "energy", ("#3 a.png", "gradcam layer4", "label 0 (right)", "energy 0.512")),
-    (dict(row=1, image=7, method="cam", layer="l", label=1.0, predicted=0.0, energy=math.nan),
-     "energy", ("#1 7", "cam l", "label 1 -> pred 0 (wrong)", "energy n/a")),
-    (dict(row=2, image="c.png", method="cam", layer="l", label=-1, predicted=4, error=""),
-     None, ("#2 c.png", "cam l", "pred 4")),
-    (dict(row=4, image="d.png", method="cam", layer="l", label=-1, predicted=math.nan, class_name=None,
-          error="cannot identify image"), "energy", ("#4 d.png", "cam l", "error: cannot identify image")),
-])
 def test_caption_lines(record, metric, expected):
     assert caption_lines(record, metric) == expected
 
@@ -48,8 +66,8 @@ def test_contact_sheet_png_places_every_tile():
     assert sheet.shape == (4 + 2 * cell_h, 4 + 3 * cell_w, 3)
     for i, thumb in enumerate(thumbs):
         y, x = 4 + (i // 3) * cell_h, 4 + (i % 3) * cell_w
-        np.testing.assert_array_equal(sheet[y:y + 20, x:x + 20], thumb)
-    assert (sheet[4 + 20:4 + 20 + 24, 4:24] < 128).any()  # the caption was drawn under the first tile
+        np.testing.assert_array_equal(sheet[y : y + 20, x : x + 20], thumb)
+    assert (sheet[4 + 20 : 4 + 20 + 24, 4:24] < 128).any()  # the caption was drawn under the first tile
 
 
 def test_contact_sheet_png_of_nothing_and_bad_arguments():
@@ -68,7 +86,7 @@ def test_contact_sheet_html_is_self_contained():
     assert Image.open(io.BytesIO(base64.b64decode(sources[0]))).size == (16, 16)
     assert "error: &lt;bad&gt; &amp; worse" in page and "<bad>" not in page
     assert "<title>shortcut &lt;net&gt;</title>" in page
-    assert "http" not in page and "src=\"/" not in page  # nothing to fetch
+    assert "http" not in page and 'src="/' not in page  # nothing to fetch
 
 
 def test_selection_to_csv_in_display_order(tmp_path):

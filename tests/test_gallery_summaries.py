@@ -1,5 +1,6 @@
 """xcam_widgets.gallery.summaries: per-class table and per-method distribution, hand-computed
 on the 8-row table of test_gallery_table."""
+
 from __future__ import annotations
 
 import math
@@ -24,10 +25,17 @@ def test_class_summary_by_hand(table):
     # 0.1; pointing 1, 0, 0
     # class 1: rows 1, 2, 5, 6 (images b, c, b, c; b wrong, c unlabelled); energy NaN, .2, .9, .2; pointing -, -, 0, 1
     # row 4 has no class and is left out
-    expected = pd.DataFrame({
-        "class": [0, 1], "class_name": ["cat", "dog"], "rows": [3, 4], "images": [2, 2], "accuracy": [0.5, 0.0],
-        "metric_mean": [1.1 / 3, 1.3 / 3], "pointing_miss_rate": [2 / 3, 0.5],
-    })
+    expected = pd.DataFrame(
+        {
+            "class": [0, 1],
+            "class_name": ["cat", "dog"],
+            "rows": [3, 4],
+            "images": [2, 2],
+            "accuracy": [0.5, 0.0],
+            "metric_mean": [1.1 / 3, 1.3 / 3],
+            "pointing_miss_rate": [2 / 3, 0.5],
+        }
+    )
     pd.testing.assert_frame_equal(summary, expected, check_dtype=False)
 
 

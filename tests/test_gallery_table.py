@@ -2,6 +2,7 @@
 
 Every expected order below is written out by hand from the table in `frame()`.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,8 +29,20 @@ def frame() -> pd.DataFrame:
         (6, "c.png", "cam", "layer3", 1.0, "dog", -1, 1.0, NAN, "", 0.2, 1.0),
         (7, "e.png", "cam", "layer3", 0.0, "cat", 0, 2.0, False, "", 0.1, 0.0),
     ]
-    columns = ["row", "image", "method", "layer", "class", "class_name", "label", "predicted", "correct", "error",
-               "energy", "pointing"]
+    columns = [
+        "row",
+        "image",
+        "method",
+        "layer",
+        "class",
+        "class_name",
+        "label",
+        "predicted",
+        "correct",
+        "error",
+        "energy",
+        "pointing",
+    ]
     return pd.DataFrame(rows[::-1], columns=columns)
 
 
@@ -46,10 +59,13 @@ def test_no_sort_keeps_row_order(table):
     assert rows_of(table.select()) == list(range(8))
 
 
-@pytest.mark.parametrize("descending, expected", [
-    (False, [7, 2, 6, 0, 3, 5, 1, 4]),  # 0.1, 0.2 0.2 (ties by row), 0.5 0.5, 0.9, NaN NaN last
-    (True, [5, 0, 3, 2, 6, 7, 1, 4]),   # 0.9, 0.5 0.5, 0.2 0.2, 0.1, NaN NaN still last
-])
+@pytest.mark.parametrize(
+    "descending, expected",
+    [
+        (False, [7, 2, 6, 0, 3, 5, 1, 4]),  # 0.1, 0.2 0.2 (ties by row), 0.5 0.5, 0.9, NaN NaN last
+        (True, [5, 0, 3, 2, 6, 7, 1, 4]),  # 0.9, 0.5 0.5, 0.2 0.2, 0.1, NaN NaN still last
+    ],
+)
 def test_sort_numeric_nan_last_ties_by_row(table, descending, expected):
     assert rows_of(table.select(sort=Sort("energy", descending))) == expected
 
@@ -62,21 +78,24 @@ def test_sort_text_and_boolean_columns(table):
     assert rows_of(table.select(sort=Sort("correct", True))) == [0, 3, 1, 5, 7, 2, 4, 6]
 
 
-@pytest.mark.parametrize("query, expected", [
-    (Filter(classes=(1,)), [1, 2, 5, 6]),
-    (Filter(classes=[0, 1]), [0, 1, 2, 3, 5, 6, 7]),  # type: ignore[arg-type]  # row 4 has no class
-    (Filter(methods="gradcam"), [0, 1, 2]),  # type: ignore[arg-type]
-    (Filter(methods=("nope",)), []),
-    (Filter(layers=("layer3",)), [5, 6, 7]),
-    (Filter(outcome="correct"), [0, 3]),
-    (Filter(outcome="misclassified"), [1, 5, 7]),
-    (Filter(outcome="unlabelled"), [2, 4, 6]),
-    (Filter(errors="only"), [4]),
-    (Filter(errors="none"), [0, 1, 2, 3, 5, 6, 7]),
-    (Filter(ranges=(Range("energy", 0.2, 0.5),)), [0, 2, 3, 6]),  # both ends inclusive, NaN out
-    (Filter(ranges=(Range("energy", low=0.6),)), [5]),
-    (Filter(classes=(1,), outcome="misclassified"), [1, 5]),
-])
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        (Filter(classes=(1,)), [1, 2, 5, 6]),
+        (Filter(classes=[0, 1]), [0, 1, 2, 3, 5, 6, 7]),  # type: ignore[arg-type]  # row 4 has no class
+        (Filter(methods="gradcam"), [0, 1, 2]),  # type: ignore[arg-type]
+        (Filter(methods=("nope",)), []),
+        (Filter(layers=("layer3",)), [5, 6, 7]),
+        (Filter(outcome="correct"), [0, 3]),
+        (Filter(outcome="misclassified"), [1, 5, 7]),
+        (Filter(outcome="unlabelled"), [2, 4, 6]),
+        (Filter(errors="only"), [4]),
+        (Filter(errors="none"), [0, 1, 2, 3, 5, 6, 7]),
+        (Filter(ranges=(Range("energy", 0.2, 0.5),)), [0, 2, 3, 6]),  # both ends inclusive, NaN out
+        (Filter(ranges=(Range("energy", low=0.6),)), [5]),
+        (Filter(classes=(1,), outcome="misclassified"), [1, 5]),
+    ],
+)
 def test_filters(table, query, expected):
     assert rows_of(table.select(query)) == expected
 
@@ -106,13 +125,16 @@ def test_selections_are_cached_and_read_only(table):
         first.positions[0] = 3
 
 
-@pytest.mark.parametrize("total, size, index, expected", [
-    (0, 24, 0, (0, 1, 0, 0)),      # an empty table has one empty page
-    (50, 24, 2, (2, 3, 48, 50)),   # the last page is partial
-    (48, 24, 5, (1, 2, 24, 48)),   # past the end: the last page
-    (48, 24, -3, (0, 2, 0, 24)),   # below 0: the first page
-    (24, 24, 1, (0, 1, 0, 24)),
-])
+@pytest.mark.parametrize(
+    "total, size, index, expected",
+    [
+        (0, 24, 0, (0, 1, 0, 0)),  # an empty table has one empty page
+        (50, 24, 2, (2, 3, 48, 50)),  # the last page is partial
+        (48, 24, 5, (1, 2, 24, 48)),  # past the end: the last page
+        (48, 24, -3, (0, 2, 0, 24)),  # below 0: the first page
+        (24, 24, 1, (0, 1, 0, 24)),
+    ],
+)
 def test_page_bounds(total, size, index, expected):
     assert page_bounds(total, size, index) == expected
 
@@ -132,29 +154,35 @@ def test_empty_table():
     assert (page.index, page.count, page.total, len(page)) == (0, 1, 0, 0)
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda t: t.select(sort=Sort("nope")), "unknown column 'nope'"),
-    (lambda t: t.select(Filter(ranges=(Range("method", 0, 1),))), "column 'method' is not numeric"),
-    (lambda t: t.select().page(0, 0), "page size must be a positive int"),
-    (lambda t: t.select().page("1", 24), "page index must be an int"),
-    (lambda t: t.select(Filter(outcome="wrong")), "outcome must be one of"),  # type: ignore[arg-type]
-    (lambda t: t.select(Filter(errors="yes")), "errors must be one of"),  # type: ignore[arg-type]
-    (lambda t: t.select(Filter(classes=("cat",))), "classes must hold int values"),  # type: ignore[arg-type]
-    (lambda t: Range("energy", 1.0, 0.0), "range on 'energy' is empty"),
-    (lambda t: Range("energy", math.nan), "range low on 'energy' must be a number"),
-    (lambda t: Sort("energy", descending="yes"), "descending must be a bool"),  # type: ignore[arg-type]
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda t: t.select(sort=Sort("nope")), "unknown column 'nope'"),
+        (lambda t: t.select(Filter(ranges=(Range("method", 0, 1),))), "column 'method' is not numeric"),
+        (lambda t: t.select().page(0, 0), "page size must be a positive int"),
+        (lambda t: t.select().page("1", 24), "page index must be an int"),
+        (lambda t: t.select(Filter(outcome="wrong")), "outcome must be one of"),  # type: ignore[arg-type]
+        (lambda t: t.select(Filter(errors="yes")), "errors must be one of"),  # type: ignore[arg-type]
+        (lambda t: t.select(Filter(classes=("cat",))), "classes must hold int values"),  # type: ignore[arg-type]
+        (lambda t: Range("energy", 1.0, 0.0), "range on 'energy' is empty"),
+        (lambda t: Range("energy", math.nan), "range low on 'energy' must be a number"),
+        (lambda t: Sort("energy", descending="yes"), "descending must be a bool"),  # type: ignore[arg-type]
+    ],
+)
 def test_bad_arguments_name_the_problem(table, call, message):
     with pytest.raises(ValueError, match=message):
         call(table)
 
 
-@pytest.mark.parametrize("data, message", [
-    (frame().drop(columns=["row"]), "needs a 'row' column"),
-    (frame().assign(row=[0, 1, 2, 3, 3, 5, 6, 7]), "'row' column must be unique"),
-    (frame().assign(row=np.arange(8) + 0.5), "'row' column must hold integers"),
-    (frame().to_dict(), "as a DataFrame, got dict"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (frame().drop(columns=["row"]), "needs a 'row' column"),
+        (frame().assign(row=[0, 1, 2, 3, 3, 5, 6, 7]), "'row' column must be unique"),
+        (frame().assign(row=np.arange(8) + 0.5), "'row' column must hold integers"),
+        (frame().to_dict(), "as a DataFrame, got dict"),
+    ],
+)
 def test_bad_tables(data, message):
     with pytest.raises(ValueError, match=message):
         GalleryTable(data)
@@ -183,8 +211,11 @@ def test_view_bad_change_leaves_the_state_alone(table):
     view = GalleryView(table, page_size=3)
     view.set_sort("energy")
     view.set_page(1)
-    for bad in (lambda: view.set_sort("nope"), lambda: view.set_page_size(0),
-                lambda: view.set_filter(Filter(ranges=(Range("image", 0, 1),)))):
+    for bad in (
+        lambda: view.set_sort("nope"),
+        lambda: view.set_page_size(0),
+        lambda: view.set_filter(Filter(ranges=(Range("image", 0, 1),))),
+    ):
         with pytest.raises(ValueError):
             bad()
     assert (view.sort, view.filter, view.page_size, view.page_index) == (Sort("energy"), Filter(), 3, 1)

@@ -1,6 +1,7 @@
 """xcam_widgets.gallery.thumbnails and colormaps: maps from the table to small RGB thumbnails.
 
 Oracles: hand computations, torch's bilinear interpolation and Plotly's colour scales."""
+
 from __future__ import annotations
 
 import io
@@ -38,18 +39,21 @@ def test_unit_map_relu_then_min_max():
     np.testing.assert_allclose(unit_map(np.array([[2.0, 3.0, 4.0]])), [[0.0, 0.5, 1.0]])
 
 
-@pytest.mark.parametrize("raw", [
-    np.full((4, 4), 3.0, dtype=np.float16),                     # constant
-    -np.ones((4, 4), dtype=np.float16),                         # all negative: ReLU leaves zeros
-    np.array([[1.0, 1.0 + 2.0 ** -10]], dtype=np.float16),      # one float16 step apart: round-off
-    np.array([[np.nan, np.inf], [-np.inf, 0.0]], dtype=np.float16),  # nothing finite and positive
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        np.full((4, 4), 3.0, dtype=np.float16),  # constant
+        -np.ones((4, 4), dtype=np.float16),  # all negative: ReLU leaves zeros
+        np.array([[1.0, 1.0 + 2.0**-10]], dtype=np.float16),  # one float16 step apart: round-off
+        np.array([[np.nan, np.inf], [-np.inf, 0.0]], dtype=np.float16),  # nothing finite and positive
+    ],
+)
 def test_flat_maps_stay_zero(raw):
     assert not unit_map(raw).any()
 
 
 def test_two_float16_steps_are_not_flat():
-    unit = unit_map(np.array([[1.0, 1.0 + 2.0 ** -9]], dtype=np.float16))
+    unit = unit_map(np.array([[1.0, 1.0 + 2.0**-9]], dtype=np.float16))
     np.testing.assert_allclose(unit, [[0.0, 1.0]])
 
 
@@ -58,8 +62,9 @@ def test_unit_map_rejects_non_2d():
         unit_map(np.zeros(4))
 
 
-@pytest.mark.parametrize("shape, size", [((7, 5), (96, 40)), ((32, 32), (96, 96)), ((3, 4), (3, 4)),
-                                         ((1, 6), (10, 50))])
+@pytest.mark.parametrize(
+    "shape, size", [((7, 5), (96, 40)), ((32, 32), (96, 96)), ((3, 4), (3, 4)), ((1, 6), (10, 50))]
+)
 def test_upsample_matches_torch_bilinear(shape, size):
     low = np.random.default_rng(0).random(shape, dtype=np.float32)
     expected = F.interpolate(torch.from_numpy(low)[None, None], size=size, mode="bilinear", align_corners=False)
@@ -69,8 +74,12 @@ def test_upsample_matches_torch_bilinear(shape, size):
 @pytest.mark.parametrize("name", COLORMAPS)
 def test_colormap_matches_plotly(name):
     levels = list(np.arange(256) / 255)
-    plotly = np.array([[float(v) for v in re.findall(r"[\d.]+", colour)[:3]]
-                       for colour in sample_colorscale(get_colorscale(name), levels)])
+    plotly = np.array(
+        [
+            [float(v) for v in re.findall(r"[\d.]+", colour)[:3]]
+            for colour in sample_colorscale(get_colorscale(name), levels)
+        ]
+    )
     assert np.abs(colormap_lut(name).astype(float) - plotly).max() <= 1.0  # our LUT rounds to integers
 
 
@@ -119,12 +128,15 @@ def test_grey_image_and_bad_images():
         thumbnail(np.zeros((10, 10, 4), dtype=np.uint8), None)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(side=0), "thumbnail side must be a positive int"),
-    (dict(colormap="Rainbow"), "unknown colormap 'Rainbow'"),
-    (dict(opacity=1.5), r"opacity must be a number in \[0, 1\]"),
-    (dict(threshold=-0.1), r"threshold must be a number in \[0, 1\]"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(side=0), "thumbnail side must be a positive int"),
+        (dict(colormap="Rainbow"), "unknown colormap 'Rainbow'"),
+        (dict(opacity=1.5), r"opacity must be a number in \[0, 1\]"),
+        (dict(threshold=-0.1), r"threshold must be a number in \[0, 1\]"),
+    ],
+)
 def test_bad_styles(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ThumbnailStyle(**kwargs)
@@ -165,8 +177,8 @@ def test_page_thumbnails_read_only_the_page():
     page = table.select(sort=Sort("energy")).page(0, 4)  # rows 5, 4, 3, 2
     assert page.rows.tolist() == [5, 4, 3, 2]
     thumbs = page_thumbnails(page, display, maps, ThumbnailStyle(side=8))
-    assert sorted(maps.read) == [2, 4]          # only the page's rows that have maps
-    assert loaded == [2, 1]                     # each image loaded once
+    assert sorted(maps.read) == [2, 4]  # only the page's rows that have maps
+    assert loaded == [2, 1]  # each image loaded once
     assert (thumbs[0] == PLACEHOLDER_GREY).all()  # row 5: image 2 could not be shown, and has no map
     np.testing.assert_array_equal(thumbs[2], np.full((8, 8, 3), 60, dtype=np.uint8))  # row 3: bare image
     assert not np.array_equal(thumbs[3], thumbs[2])  # row 2: same image with its map

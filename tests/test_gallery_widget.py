@@ -3,6 +3,7 @@ sorting and filtering show what pandas computes from the table (and run nothing)
 opens an Explorer on its row with the same model object, an earlier run reopens without running
 the model, exports hold the selection, a corrupt image is an error row, bad arguments raise
 clearly, and the background run stops on close and at interpreter exit."""
+
 from __future__ import annotations
 
 import io
@@ -190,11 +191,15 @@ def test_clicking_a_thumbnail_opens_an_explorer_on_its_row(bundle, earlier):
         explorer.wait()
         assert explorer.session.model is gallery.model is bundle.model
         assert (explorer.layer.value, explorer.method.value, explorer.target.value) == (
-            record["layer"], record["method"], record["class"])
+            record["layer"],
+            record["method"],
+            record["class"],
+        )
         assert explorer.shown_state == explorer.state and explorer.status.value == ""
         image = make_shapes(12, seed=HELDOUT_SEED).images[int(record["image"])]
-        np.testing.assert_array_equal(explorer.session.display,
-                                      (image.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy())
+        np.testing.assert_array_equal(
+            explorer.session.display, (image.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+        )
     finally:
         gallery.close()
     assert explorer.worker._closed  # closing the Gallery closes its Explorer
@@ -266,15 +271,18 @@ def test_a_corrupt_image_becomes_an_error_row(bundle, tmp_path):
         gallery.close()
 
 
-@pytest.mark.parametrize("kwargs, error, message", [
-    (dict(images="shapes:4", methods=["nope"]), ValueError, "unknown method 'nope'"),
-    (dict(images=42), TypeError, "images must be 'shapes:N'"),
-    (dict(images="shapes:4", page_size=0), ValueError, "page_size must be a positive int, got 0"),
-    (dict(images="shapes:4", metric="method"), ValueError, "metric 'method' is not a value column"),
-    (dict(images="shapes:4", colormap="nope"), ValueError, "unknown colormap 'nope'"),
-    (dict(images="shapes:4", stride=2), TypeError, r"unknown argument\(s\) \['stride'\]"),
-    (dict(images="shapes:4", display_images="shapes:4"), ValueError, "display_images is for a reopened run"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(images="shapes:4", methods=["nope"]), ValueError, "unknown method 'nope'"),
+        (dict(images=42), TypeError, "images must be 'shapes:N'"),
+        (dict(images="shapes:4", page_size=0), ValueError, "page_size must be a positive int, got 0"),
+        (dict(images="shapes:4", metric="method"), ValueError, "metric 'method' is not a value column"),
+        (dict(images="shapes:4", colormap="nope"), ValueError, "unknown colormap 'nope'"),
+        (dict(images="shapes:4", stride=2), TypeError, r"unknown argument\(s\) \['stride'\]"),
+        (dict(images="shapes:4", display_images="shapes:4"), ValueError, "display_images is for a reopened run"),
+    ],
+)
 def test_bad_arguments_get_clear_errors(bundle, kwargs, error, message):
     threads = threading.active_count()
     with pytest.raises(error, match=message):
@@ -344,8 +352,20 @@ def test_display_images_decode_a_jpeg_at_reduced_scale_in_the_runners_frame(tmp_
 
 
 def test_captions_name_the_classes():
-    record = {"row": 3, "image": "x/y.png", "method": "gradcam", "layer": "l4", "label": 1, "predicted": 2,
-              "energy": 0.25, "error": ""}
+    record = {
+        "row": 3,
+        "image": "x/y.png",
+        "method": "gradcam",
+        "layer": "l4",
+        "label": 1,
+        "predicted": 2,
+        "energy": 0.25,
+        "error": "",
+    }
     assert caption_lines(record, "energy", ["circle", "square", "star"]) == (
-        "#3 y.png", "gradcam l4", "label square -> pred star (wrong)", "energy 0.25")
+        "#3 y.png",
+        "gradcam l4",
+        "label square -> pred star (wrong)",
+        "energy 0.25",
+    )
     assert caption_lines(record, "energy")[2] == "label 1 -> pred 2 (wrong)"

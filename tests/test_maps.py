@@ -1,4 +1,5 @@
 """From raw maps to displayed maps: a map with no range stays all zeros (maps.display_map)."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,8 +17,11 @@ class FlatNet(nn.Module):
     def __init__(self, width: int = 32):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, width, 3, padding=1, padding_mode="replicate"), nn.ReLU(), nn.MaxPool2d(4),
-            nn.Conv2d(width, width, 3, padding=1, padding_mode="replicate"), nn.ReLU(),
+            nn.Conv2d(3, width, 3, padding=1, padding_mode="replicate"),
+            nn.ReLU(),
+            nn.MaxPool2d(4),
+            nn.Conv2d(width, width, 3, padding=1, padding_mode="replicate"),
+            nn.ReLU(),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(width, 5)

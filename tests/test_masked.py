@@ -1,5 +1,6 @@
 """The Score-CAM family's opt-in approximation (methods/masked.py): `top_channels=N` scores only the N
 channels with the largest activation mass Σ_xy ReLU(A_k) and gives the others weight 0."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,8 +17,9 @@ CHEAP = {"scorecam": {}, "sscam": {"samples": 2}, "iscam": {"samples": 3}}
 def test_top_channels_covering_every_channel_is_the_exact_method(gap_net, image_batch, method):
     exact = xw.explain(gap_net, image_batch, "features", method=method, target=1, batch_size=5, **CHEAP[method])
     for top in (12, 50):  # features has 12 channels
-        approx = xw.explain(gap_net, image_batch, "features", method=method, target=1, batch_size=5,
-                            top_channels=top, **CHEAP[method])
+        approx = xw.explain(
+            gap_net, image_batch, "features", method=method, target=1, batch_size=5, top_channels=top, **CHEAP[method]
+        )
         assert torch.equal(approx.weights, exact.weights) and torch.equal(approx.map, exact.map)
 
 

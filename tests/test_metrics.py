@@ -1,4 +1,5 @@
 """Faithfulness and localisation metrics against values computed by hand on tiny inputs."""
+
 from __future__ import annotations
 
 import math
@@ -132,6 +133,7 @@ def test_chunks_and_ties_give_the_same_curves():
 
 # ---------------------------------------------------------------- pointing game and energy
 
+
 def block_mask() -> torch.Tensor:
     mask = torch.zeros(1, 7, 7, dtype=torch.bool)
     mask[0, 2:5, 2:5] = True
@@ -184,6 +186,7 @@ def test_maps_of_another_size_are_resized_to_the_masks():
 
 
 # ---------------------------------------------------------------- bad arguments
+
 
 def test_bad_arguments_are_named():
     net, x, maps = MeanProbability(), STRIP, ORDER_MAP

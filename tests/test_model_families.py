@@ -2,6 +2,7 @@
 the input size gives the same maps as a hand-written reshape (torchvision vit_b_16, swin_t, convnext_tiny;
 timm deit_tiny_distilled_patch16_224 and a ViT with register tokens; non-square inputs where the
 model allows them)."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -40,8 +41,9 @@ def _deit() -> nn.Module:
 
 def _vit_registers() -> nn.Module:
     # four register tokens and no class token: 4 prefix tokens
-    return timm.create_model("vit_base_patch16_reg4_gap_256", pretrained=False, img_size=(32, 96), depth=2,
-                             embed_dim=64, num_heads=2)
+    return timm.create_model(
+        "vit_base_patch16_reg4_gap_256", pretrained=False, img_size=(32, 96), depth=2, embed_dim=64, num_heads=2
+    )
 
 
 def _timm_convnext() -> nn.Module:
@@ -50,11 +52,21 @@ def _timm_convnext() -> nn.Module:
 
 # (builder, input [H, W], layer, expected reshape, hand-written reshape)
 CASES = {
-    "vit_b_16": (_vit_b_16, (64, 64), "encoder.layers.encoder_layer_11.ln_1", TokenGrid(1, 4, 4),
-                 tokens_by_hand(1, 4, 4)),
+    "vit_b_16": (
+        _vit_b_16,
+        (64, 64),
+        "encoder.layers.encoder_layer_11.ln_1",
+        TokenGrid(1, 4, 4),
+        tokens_by_hand(1, 4, 4),
+    ),
     "swin_t": (torchvision.models.swin_t, (64, 96), "features.7", ChannelsLast(), channels_last_by_hand),
-    "convnext_tiny": (torchvision.models.convnext_tiny, (64, 96), "features.7.2.block.3", ChannelsLast(),
-                      channels_last_by_hand),
+    "convnext_tiny": (
+        torchvision.models.convnext_tiny,
+        (64, 96),
+        "features.7.2.block.3",
+        ChannelsLast(),
+        channels_last_by_hand,
+    ),
     "deit_tiny_distilled": (_deit, (32, 96), "blocks.1.norm1", TokenGrid(2, 2, 6), tokens_by_hand(2, 2, 6)),
     "vit_reg4": (_vit_registers, (32, 96), "blocks.1.norm1", TokenGrid(4, 2, 6), tokens_by_hand(4, 2, 6)),
     "timm_convnext": (_timm_convnext, (64, 96), "stages.3.blocks.0.mlp", ChannelsLast(), channels_last_by_hand),

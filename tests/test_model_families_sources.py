@@ -1,6 +1,7 @@
 """`load_model("timm:...")` and `load_model("hf:...")` without any download: models built from configs,
 weights from a local cache made in the test, and the clear errors when weights are neither cached
 nor downloadable (offline mode, an empty cache)."""
+
 from __future__ import annotations
 
 import pytest
@@ -81,8 +82,14 @@ def test_timm_unknown_names():
 
 def _tiny_vit(folder) -> transformers.PreTrainedModel:
     config = transformers.ViTConfig(
-        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=37, num_labels=3, id2label={0: "cat", 1: "dog", 2: "fish"},
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        num_labels=3,
+        id2label={0: "cat", 1: "dog", 2: "fish"},
         label2id={"cat": 0, "dog": 1, "fish": 2},
     )
     torch.manual_seed(0)
@@ -149,7 +156,8 @@ def test_hf_folder_without_a_processor(tmp_path, offline_cache):
 
 
 def test_hf_model_without_a_classification_head(tmp_path, offline_cache):
-    transformers.CLIPTextConfig(hidden_size=8, intermediate_size=8, num_hidden_layers=1,
-                                num_attention_heads=2).save_pretrained(tmp_path / "text")
+    transformers.CLIPTextConfig(
+        hidden_size=8, intermediate_size=8, num_hidden_layers=1, num_attention_heads=2
+    ).save_pretrained(tmp_path / "text")
     with pytest.raises(ValueError, match="'clip_text_model' model, which AutoModelForImageClassification does not"):
         load_model(f"hf:{tmp_path / 'text'}", pretrained=False)

@@ -1,4 +1,5 @@
 """The user's model is left exactly as it was: parameters, flags, hooks, .grad — also after errors."""
+
 from __future__ import annotations
 
 import threading
@@ -51,8 +52,12 @@ MODELS = [
     ("tiny_gap", lambda: TinyGAPNet(), "features", 16),
     ("tiny_vgg", lambda: TinyVGGNet(), "features.4", 16),
     ("resnet18", lambda: torchvision.models.resnet18(weights=None, num_classes=10), "layer1", 32),
-    ("mobilenet_v3_small", lambda: torchvision.models.mobilenet_v3_small(weights=None, num_classes=10), "features.3",
-     32),
+    (
+        "mobilenet_v3_small",
+        lambda: torchvision.models.mobilenet_v3_small(weights=None, num_classes=10),
+        "features.3",
+        32,
+    ),
 ]
 
 
@@ -96,8 +101,11 @@ def test_model_unchanged_when_forward_raises():
         ({"layer": "layer1.0.relu"}, ValueError, "runs more than once"),
         ({"layer": "layer3", "target": 10}, ValueError, "out of range"),
         ({"layer": "layer3", "method": "cam"}, ValueError, "global average pooling"),
-        ({"layer": "layer3", "method": "ablationcam", "target": lambda out: out[:, 0] * float("nan")}, ValueError,
-         "not finite"),
+        (
+            {"layer": "layer3", "method": "ablationcam", "target": lambda out: out[:, 0] * float("nan")},
+            ValueError,
+            "not finite",
+        ),
     ],
 )
 def test_model_unchanged_after_failing_halfway(kwargs, error, match):

@@ -1,5 +1,6 @@
 """Noisy methods (methods/noise.py): an image's map depends on its own pixels, the seed and the
 options, never on the other images of its batch or on how the work is chunked (`batch_size`)."""
+
 from __future__ import annotations
 
 import pytest
@@ -36,15 +37,19 @@ def test_map_is_the_same_alone_and_in_a_batch(net, method, options, batch_sizes)
 
 @pytest.mark.parametrize("method,options,batch_sizes", CASES, ids=[c[0] for c in CASES])
 def test_map_does_not_depend_on_batch_size(net, method, options, batch_sizes):
-    maps = [xw.explain(net, X, "features.4", method=method, target=2, batch_size=size, **options).map
-            for size in batch_sizes]
+    maps = [
+        xw.explain(net, X, "features.4", method=method, target=2, batch_size=size, **options).map
+        for size in batch_sizes
+    ]
     for size, shown in zip(batch_sizes[1:], maps[1:]):
         torch.testing.assert_close(shown, maps[0], rtol=0, atol=1e-5, msg=f"batch_size={size}")
 
 
 @pytest.mark.parametrize("method", ["smoothgradcam++", "sscam"])
 def test_seed_changes_the_noise_and_repeats_it(net, method):
-    runs = [xw.explain(net, X[:1], "features.4", method=method, target=2, samples=2, noise=0.5, seed=seed).weights
-            for seed in (0, 0, 1)]
+    runs = [
+        xw.explain(net, X[:1], "features.4", method=method, target=2, samples=2, noise=0.5, seed=seed).weights
+        for seed in (0, 0, 1)
+    ]
     assert torch.equal(runs[0], runs[1])
     assert not torch.allclose(runs[0], runs[2])

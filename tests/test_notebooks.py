@@ -6,6 +6,7 @@ ipykernel spec, with jupyter_client putting this interpreter in its command line
 `test_the_python3_kernel_is_this_environment` checks that. A private Jupyter data dir and IPython dir keep
 a user-level `python3` spec (which would take precedence) and IPython startup files out of the runs.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,8 +56,9 @@ def notebook_params():
 def run_notebook(path: Path, timeout: int) -> nbformat.NotebookNode:
     """Execute `path` in a fresh kernel, with the notebook's folder as the working directory."""
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=timeout, kernel_name=KERNEL, allow_errors=False,
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(
+        nb, timeout=timeout, kernel_name=KERNEL, allow_errors=False, resources={"metadata": {"path": str(path.parent)}}
+    ).execute()
     return nb
 
 
@@ -64,8 +66,15 @@ def test_every_notebook_has_a_budget():
     names = {p.name for p in NOTEBOOKS.glob("*.ipynb")}
     assert names, "no notebooks found"
     assert names <= set(BUDGET), f"add a time budget for {sorted(names - set(BUDGET))}"
-    expected = {"01_quickstart.ipynb", "02_axioms.ipynb", "03_layer_debugging.ipynb", "04_compare_methods.ipynb",
-                "05_your_model.ipynb", "06_dataset_debugging.ipynb", "app.ipynb"}
+    expected = {
+        "01_quickstart.ipynb",
+        "02_axioms.ipynb",
+        "03_layer_debugging.ipynb",
+        "04_compare_methods.ipynb",
+        "05_your_model.ipynb",
+        "06_dataset_debugging.ipynb",
+        "app.ipynb",
+    }
     assert expected <= names, f"missing notebooks: {sorted(expected - names)}"
 
 
@@ -75,21 +84,28 @@ def test_notebooks_are_committed_clean(path: Path):
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
     assert nb.metadata.get("kernelspec", {}).get("name") == KERNEL
-    dirty = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
-             and (cell.get("outputs") or cell.get("execution_count") is not None)]
+    dirty = [
+        i
+        for i, cell in enumerate(nb.cells)
+        if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count") is not None)
+    ]
     assert not dirty, f"{path.name}: cells {dirty} have outputs or execution counts; strip them before committing"
     assert "widgets" not in nb.metadata, f"{path.name}: saved widget state in the metadata; strip it"
 
 
 def test_the_python3_kernel_is_this_environment():
     """nbclient's `python3` kernel is this interpreter (the venv), with xcam_widgets importable."""
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        "import sys, json, xcam_widgets\nprint(json.dumps([sys.prefix, sys.executable]))")])
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("import sys, json, xcam_widgets\nprint(json.dumps([sys.prefix, sys.executable]))")
+        ]
+    )
     NotebookClient(nb, timeout=120, kernel_name=KERNEL).execute()
     prefix, executable = json.loads(nb.cells[0].outputs[0]["text"])
     assert Path(prefix).resolve() == Path(sys.prefix).resolve(), (
         f"the python3 kernel runs {executable}, not this environment's {sys.executable}: "
-        f"install the kernel spec with `{sys.executable} -m ipykernel install --sys-prefix`")
+        f"install the kernel spec with `{sys.executable} -m ipykernel install --sys-prefix`"
+    )
 
 
 @pytest.mark.parametrize("path", list(notebook_params()))
@@ -101,9 +117,13 @@ def test_notebook_runs(path: Path):
     except CellExecutionError as err:
         pytest.fail(f"{path.name} failed:\n{err}", pytrace=False)
     seconds = time.monotonic() - start
-    errors = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
-              if out.get("output_type") == "error"
-              or (out.get("name") == "stderr" and "Traceback" in out.get("text", ""))]
+    errors = [
+        out
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+        if out.get("output_type") == "error" or (out.get("name") == "stderr" and "Traceback" in out.get("text", ""))
+    ]
     assert not errors, f"{path.name}: error output {errors[:1]}"
     print(f"{path.name}: {seconds:.1f} s")
     assert seconds < budget, f"{path.name} took {seconds:.0f} s, over its {budget} s budget"

@@ -59,6 +59,7 @@ Known definitional differences (documented here, tested where they vanish)
 
 `XCAM_ORACLE_REPORT=1 pytest -s tests/test_oracles.py` prints the measured differences.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -151,10 +152,13 @@ class SmallNet(nn.Module):
     def __init__(self, size: int = 24, classes: int = 10):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(3, 6, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(6, 8, 3, padding=1),
+            nn.ReLU(),
             nn.MaxPool2d(3),
-            nn.Conv2d(8, 12, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(8, 12, 3, padding=1),
+            nn.ReLU(),
         )
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(12 * (size // 3) ** 2, classes))
 
@@ -355,15 +359,17 @@ def test_pgc_sees_our_activations_and_gradients(model_name, layer):
 @pytest.mark.parametrize("model_name,layer", GRADIENT_CASES, ids=CASE_IDS)
 def test_pgc_gradient_methods(model_name, layer, method):
     res, ref = ours(model_name, layer, method), pgc_run(model_name, layer, method)
-    assert float(res.raw.abs().max()) > 1e-3 * float(res.contributions.abs().sum(dim=1).max()), \
+    assert float(res.raw.abs().max()) > 1e-3 * float(res.contributions.abs().sum(dim=1).max()), (
         "the raw map is cancellation noise here; choose another layer"
+    )
     if method == "gradcam":
         assert_scaled_close(res.weights, ref.weights, f"pgc weights {method} {model_name}")
     if method == "xgradcam":
         # pgc divides by Σ A_k + 1e-7. Eps-free: their w_k (Σ A_k + 1e-7) and our w_k Σ A_k are both Σ A_k G_k.
         sums = our_capture(model_name, layer)[0].double().sum(dim=(2, 3))
-        assert_scaled_close(res.weights * sums, _tensor(ref.weights) * (sums + PGC_EPS),
-                            f"pgc weight numerators {method} {model_name}")
+        assert_scaled_close(
+            res.weights * sums, _tensor(ref.weights) * (sums + PGC_EPS), f"pgc weight numerators {method} {model_name}"
+        )
         # The maps: pgc's eps reproduced from our numbers; without it they differ by up to ~4e-5 of
         # the scale where a channel's Σ A_k is small (signed activations: DenseNet's concatenation).
         tol = xgradcam_tolerance(model_name, layer)
@@ -373,8 +379,9 @@ def test_pgc_gradient_methods(model_name, layer, method):
         tol, raw = TOL, res.raw
         assert_unit_maps_close(res.map, ref.final, f"pgc final vs our map {method} {model_name}")
     assert_scaled_close(raw, ref.raw, f"pgc raw {method} {model_name}", tol=tol)
-    assert_unit_maps_close(pgc_postprocess(raw, (SIZE, SIZE)), ref.final, f"pgc final(our raw) {method} {model_name}",
-                           tol=tol)
+    assert_unit_maps_close(
+        pgc_postprocess(raw, (SIZE, SIZE)), ref.final, f"pgc final(our raw) {method} {model_name}", tol=tol
+    )
 
 
 @pytest.mark.parametrize("method", ["eigencam", "eigengradcam"])
@@ -386,13 +393,18 @@ def test_pgc_eigen_methods_up_to_sign(model_name, layer, method):
     sign = svd_sign(res.raw, ref.raw)
     signed = res.raw.double() * sign[:, None, None]
     assert_scaled_close(signed, ref.raw, f"pgc raw {method} {model_name}", tol=EIGEN_TOL)
-    assert_unit_maps_close(pgc_postprocess(signed.float(), (SIZE, SIZE)), ref.final,
-                           f"pgc final(our raw) {method} {model_name}", tol=EIGEN_TOL)
+    assert_unit_maps_close(
+        pgc_postprocess(signed.float(), (SIZE, SIZE)),
+        ref.final,
+        f"pgc final(our raw) {method} {model_name}",
+        tol=EIGEN_TOL,
+    )
     # Where pgc's sign agrees with ours, its final map is ours.
     same = sign > 0
     if same.any():
-        assert_scaled_close(res.map[same], ref.final[same.numpy()], f"pgc final vs our map {method} {model_name}",
-                            tol=EIGEN_TOL)
+        assert_scaled_close(
+            res.map[same], ref.final[same.numpy()], f"pgc final vs our map {method} {model_name}", tol=EIGEN_TOL
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -414,12 +426,16 @@ def torchcam_runs(model_name: str, layer: str) -> dict[str, SimpleNamespace]:
         for name, extractor in extractors.items():
             used: list = []
             get_weights = extractor._get_weights
-            extractor._get_weights = (
-                lambda *a, _get=get_weights, _used=used, **k: _used.append(_get(*a, **k)) or _used[-1]
+            extractor._get_weights = lambda *a, _get=get_weights, _used=used, **k: (
+                _used.append(_get(*a, **k)) or _used[-1]
             )
             unnormalised = extractor(TARGET, scores, normalized=False, retain_graph=True)[0]
-            results[name] = SimpleNamespace(weights=used[0][0], A=extractor.hook_a[0], unnormalised=unnormalised,
-                                            normalised=extractor._normalize(unnormalised.clone()))
+            results[name] = SimpleNamespace(
+                weights=used[0][0],
+                A=extractor.hook_a[0],
+                unnormalised=unnormalised,
+                normalised=extractor._normalize(unnormalised.clone()),
+            )
     finally:
         for extractor in extractors.values():
             extractor.__exit__(None, None, None)
@@ -437,13 +453,17 @@ def test_torchcam_gradient_methods(model_name, layer, method):
         A = our_capture(model_name, layer)[0]
         assert_scaled_close(A, ref.A, f"torchcam A {model_name}")
         sums = A.double().sum(dim=(2, 3))
-        assert_scaled_close(res.weights * sums, ref.weights.double() * (sums + TC_EPS),
-                            f"torchcam weight numerators {method} {model_name}")
+        assert_scaled_close(
+            res.weights * sums,
+            ref.weights.double() * (sums + TC_EPS),
+            f"torchcam weight numerators {method} {model_name}",
+        )
         relu_raw = xgradcam_with_eps(res, A, TC_EPS).clamp(min=0)
     tol = xgradcam_tolerance(model_name, layer) if method == "xgradcam" else TOL
     assert_scaled_close(relu_raw, ref.unnormalised, f"torchcam ReLU(raw) {method} {model_name}", tol=tol)
-    assert_unit_maps_close(torchcam_normalize(relu_raw), ref.normalised, f"torchcam normalised {method} {model_name}",
-                           tol=tol)
+    assert_unit_maps_close(
+        torchcam_normalize(relu_raw), ref.normalised, f"torchcam normalised {method} {model_name}", tol=tol
+    )
 
 
 CAM_CASES = [("resnet18", "layer4", "fc"), ("efficientnet_b0", "features.8", "classifier.1")]
@@ -494,8 +514,11 @@ def _check_score_weights(res: xw.Explanation, ref: SimpleNamespace, what: str) -
 
 @pytest.mark.parametrize("layer", SCORE_LAYERS)
 def test_torchcam_scorecam(layer):
-    _check_score_weights(ours("small", layer, "scorecam"), torchcam_score_run("small", layer, "scorecam"),
-                         f"torchcam scorecam small {layer}")
+    _check_score_weights(
+        ours("small", layer, "scorecam"),
+        torchcam_score_run("small", layer, "scorecam"),
+        f"torchcam scorecam small {layer}",
+    )
 
 
 @pytest.mark.parametrize("layer", SCORE_LAYERS)
@@ -516,23 +539,29 @@ def test_torchcam_iscam_one_step_is_scorecam(layer):
     _check_score_weights(res, ref, f"torchcam iscam(1 step) small {layer}")
 
 
-@pytest.mark.skip(reason="definitions differ: torchcam's IS-CAM scales the mask by the cumulative "
-                  "sums (1/n + ... + i/n) for i = 1..n (up to (n+1)/2), ours by i/n (up to 1)")
+@pytest.mark.skip(
+    reason="definitions differ: torchcam's IS-CAM scales the mask by the cumulative "
+    "sums (1/n + ... + i/n) for i = 1..n (up to (n+1)/2), ours by i/n (up to 1)"
+)
 def test_iscam_differs_by_definition():
     """torchcam 0.5.0, ISCAM._get_score_weights: `coeff += (sidx + 1) / num_samples` accumulates, so
     the masked inputs are x ⊙ mask ⊙ {0.1, 0.3, 0.6, ..., 5.5} for n = 10; the IS-CAM paper and we
     integrate along x ⊙ mask ⊙ i/n. Compared only at n = 1 above."""
 
 
-@pytest.mark.skip(reason="definitions differ: torchcam's SS-CAM adds N(0, std=2) to the normalised "
-                  "mask; ours adds N(0, (noise * input range)^2) to the masked input; random streams differ")
+@pytest.mark.skip(
+    reason="definitions differ: torchcam's SS-CAM adds N(0, std=2) to the normalised "
+    "mask; ours adds N(0, (noise * input range)^2) to the masked input; random streams differ"
+)
 def test_sscam_with_noise_differs_by_definition():
     """Compared only without noise above."""
 
 
-@pytest.mark.skip(reason="torchcam's Smooth Grad-CAM++ multiplies by ReLU of the last noisy sample's "
-                  "gradient, adds eps to the denominator and uses absolute noise; pgc has no Smooth "
-                  "Grad-CAM++; Grad-CAM++ itself is tested by hand against its closed form")
+@pytest.mark.skip(
+    reason="torchcam's Smooth Grad-CAM++ multiplies by ReLU of the last noisy sample's "
+    "gradient, adds eps to the denominator and uses absolute noise; pgc has no Smooth "
+    "Grad-CAM++; Grad-CAM++ itself is tested by hand against its closed form"
+)
 def test_smoothgradcampp_not_comparable():
     """See landscape.md: both oracles' Grad-CAM++ differ from the closed form."""
 
@@ -574,24 +603,27 @@ def test_pgc_ablationcam_gap_head_closed_form():
     assert float(ref.A.min()) == 0.0
     # pgc's drops are float32 differences of two logits, 512 of them in the raw map: against a float64
     # re-run, pgc's raw map is off by 1.1e-4 of its scale on a 2-core Xeon (ours, closed form: 1.4e-5).
-    _check_ablation(ours("resnet18", "layer4", "ablationcam", size=32), ref, "pgc ablationcam resnet18 layer4",
-                    tol=2e-4)
+    _check_ablation(
+        ours("resnet18", "layer4", "ablationcam", size=32), ref, "pgc ablationcam resnet18 layer4", tol=2e-4
+    )
 
 
 @pytest.mark.heavy
 def test_pgc_ablationcam_resnet18_64px():
     """The same at 64 px (a 2x2 grid): 1024 full forward passes in pgc."""
     ref = pgc_run("resnet18", "layer4", "ablationcam", batch_size=128)
-    _check_ablation(ours("resnet18", "layer4", "ablationcam"), ref, "pgc ablationcam resnet18 layer4 64px",
-                    tol=1e-4)
+    _check_ablation(ours("resnet18", "layer4", "ablationcam"), ref, "pgc ablationcam resnet18 layer4 64px", tol=1e-4)
 
 
 @pytest.mark.heavy
 def test_torchcam_scorecam_resnet18_2x2():
     """On a 2x2 grid bilinear upsampling keeps the extrema (the corners), so torchcam's masks equal
     ours: Score-CAM on ResNet-18's layer4 at 64 px, 512 channels x 2 images."""
-    _check_score_weights(ours("resnet18", "layer4", "scorecam"), torchcam_score_run("resnet18", "layer4", "scorecam"),
-                         "torchcam scorecam resnet18 layer4")
+    _check_score_weights(
+        ours("resnet18", "layer4", "scorecam"),
+        torchcam_score_run("resnet18", "layer4", "scorecam"),
+        "torchcam scorecam resnet18 layer4",
+    )
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 """The package's shape: no import cycles, small modules, and a core that never loads the widgets."""
+
 from __future__ import annotations
 
 import ast
@@ -54,7 +55,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         stack.pop()
@@ -77,21 +78,31 @@ def test_the_package_has_no_import_cycle():
 
 
 def test_no_module_is_over_about_400_lines():
-    long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    long = {
+        str(p.relative_to(PACKAGE)): n
+        for p in PACKAGE.rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
     assert not long, f"modules over {MAX_LINES} lines: {long}"
 
 
-@pytest.mark.parametrize("module", ["xcam_widgets", "xcam_widgets.explain", "xcam_widgets.cli",
-                                    "xcam_widgets.evaluation", "xcam_widgets.session"])
+@pytest.mark.parametrize(
+    "module",
+    ["xcam_widgets", "xcam_widgets.explain", "xcam_widgets.cli", "xcam_widgets.evaluation", "xcam_widgets.session"],
+)
 def test_the_core_loads_neither_ipywidgets_nor_plotly(module):
-    code = (f"import sys, importlib; importlib.import_module({module!r}); "
-            "print(sorted(m for m in ('ipywidgets', 'plotly') if m in sys.modules))")
+    code = (
+        f"import sys, importlib; importlib.import_module({module!r}); "
+        "print(sorted(m for m in ('ipywidgets', 'plotly') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
 
 def test_widget_names_load_on_first_use():
-    code = ("import sys, xcam_widgets as xw; before = 'ipywidgets' in sys.modules; xw.Explorer; "
-            "print(before, 'ipywidgets' in sys.modules, 'Explorer' in dir(xw))")
+    code = (
+        "import sys, xcam_widgets as xw; before = 'ipywidgets' in sys.modules; xw.Explorer; "
+        "print(before, 'ipywidgets' in sys.modules, 'Explorer' in dir(xw))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "True", "True"]

@@ -2,6 +2,7 @@
 
 One local Ray (2 CPUs) serves the whole module: starting it takes seconds, and every
 evaluation starts its own actors (a process, torch, the model) on top of that."""
+
 from __future__ import annotations
 
 import glob
@@ -66,6 +67,7 @@ def local():
 
 
 # Hooks run in the actors before each batch (picklable: the module is pickled by value).
+
 
 class Log:
     """Append each batch's image ids to a file, one JSON line per attempt."""
@@ -175,8 +177,14 @@ def test_a_failed_batch_and_a_dead_worker_are_retried_once(ray_instance, local, 
     raised.touch()
     crashed.touch()
     hook = Hooks(Log(log), FailOnce(raised, image=2), FailOnce(crashed, image=9, crash=True))
-    table, summary = evaluate(bundle, f"shapes:{N}", engine="ray", out=tmp_path / "r.csv",
-                              engine_options={"workers": 1, "batch_hook": hook}, **KWARGS)
+    table, summary = evaluate(
+        bundle,
+        f"shapes:{N}",
+        engine="ray",
+        out=tmp_path / "r.csv",
+        engine_options={"workers": 1, "batch_hook": hook},
+        **KWARGS,
+    )
     assert not raised.exists() and not crashed.exists()  # both faults happened
     tries = attempts(log)
     assert sorted(map(tuple, tries)) == [(0, 1, 2, 3)] * 2 + [(4, 5, 6, 7)] + [(8, 9, 10, 11)] * 2
@@ -194,15 +202,22 @@ def test_an_interrupted_run_resumes_with_only_the_missing_images(ray_instance, l
     # One worker: Ray Data may keep a failed run's actors alive in a Ray that the caller started
     # (here, the fixture's), and the rerun needs the other CPU.
     with pytest.raises(ValueError, match="stopped at images"):  # the worker's error, as the local engine raises it
-        evaluate(bundle, f"shapes:{N}", engine="ray", out=out, **KWARGS,
-                 engine_options={"workers": 1, "max_retries": 0, "batch_hook": StopAfter(1, tokens, folder)})
+        evaluate(
+            bundle,
+            f"shapes:{N}",
+            engine="ray",
+            out=out,
+            **KWARGS,
+            engine_options={"workers": 1, "max_retries": 0, "batch_hook": StopAfter(1, tokens, folder)},
+        )
     first = {p.name: p.stat() for p in folder.glob("batch-*.npz")}
     done = {image for name in first for image in decode_part(folder / name).positions}  # shapes ids are positions
     assert len(first) == 1 and len(done) == BATCH and not out.exists()
 
     log = tmp_path / "attempts.jsonl"
-    table, summary = evaluate(bundle, f"shapes:{N}", engine="ray", out=out,
-                              engine_options={"workers": 1, "batch_hook": Log(log)}, **KWARGS)
+    table, summary = evaluate(
+        bundle, f"shapes:{N}", engine="ray", out=out, engine_options={"workers": 1, "batch_hook": Log(log)}, **KWARGS
+    )
     computed = [image for ids in attempts(log) for image in ids]
     assert sorted(computed) == sorted(set(range(N)) - done)  # each missing image once, nothing else
     for name, stat in first.items():  # the first run's files are left as they were
@@ -212,8 +227,7 @@ def test_an_interrupted_run_resumes_with_only_the_missing_images(ray_instance, l
 
     # Everything is there: a third run reads the parts and starts no actor.
     log.unlink()
-    table, _ = evaluate(bundle, f"shapes:{N}", engine="ray", out=out,
-                        engine_options={"batch_hook": Log(log)}, **KWARGS)
+    table, _ = evaluate(bundle, f"shapes:{N}", engine="ray", out=out, engine_options={"batch_hook": Log(log)}, **KWARGS)
     assert not log.exists()
     pd.testing.assert_frame_equal(table, expected[0], **FLOATS)
     with pytest.raises(ValueError, match="another evaluation.*methods"):
@@ -238,8 +252,9 @@ def test_files_a_duplicate_and_a_corrupt_image_give_the_local_table(ray_instance
     (folder / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     files = ["imgs/img0.png", "imgs/bad.png", "imgs/img1.png", "imgs/img0.png", "imgs/img2.png"]
     monkeypatch.chdir(tmp_path)
-    kwargs = dict(methods=["gradcam"], layers=LAYER, metrics=["average_drop", "deletion"], steps=2, batch_size=2,
-                  progress=False)
+    kwargs = dict(
+        methods=["gradcam"], layers=LAYER, metrics=["average_drop", "deletion"], steps=2, batch_size=2, progress=False
+    )
     expected, _ = evaluate(bundle, files, **kwargs)
     table, _ = evaluate(bundle, files, engine="ray", out="r.csv", engine_options={"workers": 1}, **kwargs)
     assert table["image"].tolist() == files and table["row"].tolist() == [0, 1, 2, 3, 4]
@@ -262,8 +277,16 @@ def test_stop_returns_the_batches_so_far_and_a_rerun_completes(ray_instance, loc
         seen.append(sorted({row["image"] for row in rows}))
         stop.set()
 
-    partial = evaluate(bundle, f"shapes:{N}", engine="ray", out=out, engine_options={"workers": 1},
-                       on_rows=on_rows, stop=stop, **KWARGS)
+    partial = evaluate(
+        bundle,
+        f"shapes:{N}",
+        engine="ray",
+        out=out,
+        engine_options={"workers": 1},
+        on_rows=on_rows,
+        stop=stop,
+        **KWARGS,
+    )
     assert not partial.complete and not out.exists() and len(seen) == 1
     assert sorted(set(partial.table["image"])) == seen[0] and len(seen[0]) == BATCH
     assert sorted(partial.maps) == partial.table["row"].tolist()
@@ -277,10 +300,22 @@ def test_cli_passes_the_engine_and_its_options(monkeypatch, tmp_path):
     cli = importlib.import_module("xcam_widgets.cli")
 
     calls = []
-    monkeypatch.setattr(cli, "evaluate", lambda *args, **kwargs: calls.append((args, kwargs)) or EvaluationResult(
-        pd.DataFrame(), pd.DataFrame()))
-    argv = ["evaluate", "--model", "shapes_gap", "--random-weights", "--images", "shapes:4", "--no-progress",
-            "--out", str(tmp_path / "r.csv")]
+    monkeypatch.setattr(
+        cli,
+        "evaluate",
+        lambda *args, **kwargs: calls.append((args, kwargs)) or EvaluationResult(pd.DataFrame(), pd.DataFrame()),
+    )
+    argv = [
+        "evaluate",
+        "--model",
+        "shapes_gap",
+        "--random-weights",
+        "--images",
+        "shapes:4",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "r.csv"),
+    ]
     assert main(argv + ["--engine", "ray", "--address", "ray://head:10001", "--workers", "3", "--device", "cuda"]) == 0
     args, kwargs = calls[-1]
     assert kwargs["engine"] == "ray" and kwargs["device"] == "cuda"
@@ -297,8 +332,19 @@ def test_without_ray_the_error_says_how_to_install_it(monkeypatch, capsys):
     with pytest.raises(ImportError, match=r"pip install xcam-widgets\[ray\]"):
         evaluate(bundle, "shapes:2", engine="ray", **{**KWARGS, "methods": ["gradcam"]})
     with pytest.raises(SystemExit) as exit_info:
-        main(["evaluate", "--model", "shapes_gap", "--random-weights", "--images", "shapes:2", "--engine", "ray",
-              "--no-progress"])
+        main(
+            [
+                "evaluate",
+                "--model",
+                "shapes_gap",
+                "--random-weights",
+                "--images",
+                "shapes:2",
+                "--engine",
+                "ray",
+                "--no-progress",
+            ]
+        )
     assert exit_info.value.code == 2
     assert "pip install xcam-widgets[ray]" in capsys.readouterr().err
 
@@ -331,14 +377,17 @@ class FakeCluster:
         return self.resources
 
 
-@pytest.mark.parametrize("resources,options,device,expected", [
-    ({"CPU": 32.0, "GPU": 4.0}, {}, None, (1.0, 4)),  # one actor per GPU, each holding one
-    ({"CPU": 32.0, "GPU": 4.0}, {"gpus_per_worker": 0.5}, None, (0.5, 8)),  # two actors share a GPU
-    ({"CPU": 32.0, "GPU": 4.0}, {}, "cpu", (0.0, 32)),  # device="cpu": no GPU asked for, one actor per CPU
-    ({"CPU": 8.0}, {"cpus_per_worker": 2}, None, (0.0, 4)),
-    ({"CPU": 8.0, "GPU": 2.0}, {"workers": 3}, None, (1.0, 3)),  # an explicit count wins
-    ({"CPU": 1.0}, {"cpus_per_worker": 4}, None, (0.0, 1)),  # never fewer than one actor
-])
+@pytest.mark.parametrize(
+    "resources,options,device,expected",
+    [
+        ({"CPU": 32.0, "GPU": 4.0}, {}, None, (1.0, 4)),  # one actor per GPU, each holding one
+        ({"CPU": 32.0, "GPU": 4.0}, {"gpus_per_worker": 0.5}, None, (0.5, 8)),  # two actors share a GPU
+        ({"CPU": 32.0, "GPU": 4.0}, {}, "cpu", (0.0, 32)),  # device="cpu": no GPU asked for, one actor per CPU
+        ({"CPU": 8.0}, {"cpus_per_worker": 2}, None, (0.0, 4)),
+        ({"CPU": 8.0, "GPU": 2.0}, {"workers": 3}, None, (1.0, 3)),  # an explicit count wins
+        ({"CPU": 1.0}, {"cpus_per_worker": 4}, None, (0.0, 1)),  # never fewer than one actor
+    ],
+)
 def test_actor_pool_follows_the_cluster(resources, options, device, expected):
     from xcam_widgets.evaluation.ray import check_options, pool_size
 

@@ -1,5 +1,6 @@
 """The method registry (methods/registry.py): one entry point per method, options with a default,
 a type and a check, and the option checks' messages."""
+
 from __future__ import annotations
 
 import inspect
@@ -33,9 +34,19 @@ def test_every_option_has_a_default_a_type_and_a_check(name):
 
 def test_option_types_and_defaults_of_the_score_family():
     assert dict(REGISTRY["sscam"].options) == {
-        "batch_size": 32, "samples": 8, "noise": 0.2, "seed": 0, "top_channels": None}
+        "batch_size": 32,
+        "samples": 8,
+        "noise": 0.2,
+        "seed": 0,
+        "top_channels": None,
+    }
     assert dict(REGISTRY["sscam"].option_types) == {
-        "batch_size": int, "samples": int, "noise": float, "seed": int, "top_channels": int | None}
+        "batch_size": int,
+        "samples": int,
+        "noise": float,
+        "seed": int,
+        "top_channels": int | None,
+    }
     assert dict(REGISTRY["xgradcam"].options) == {}
 
 

@@ -1,5 +1,6 @@
 """Token grids and channels-last maps: `token_grid` never guesses a non-square grid, `infer_reshape`
 reads the grid from the patch embedding and the input size, and says what it saw when it cannot."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """Low precision, memory that stays flat, and property-based checks of explain's arguments."""
+
 from __future__ import annotations
 
 import gc
@@ -77,10 +78,17 @@ def test_explorer_state_changes_keep_memory_flat():
 
 
 method_names = st.sampled_from(xw.METHODS)
-targets = st.one_of(st.none(), st.integers(-3, 8), st.floats(-1, 6), st.booleans(),
-                    st.lists(st.integers(-1, 6), min_size=0, max_size=3), st.text(max_size=3))
-layers = st.one_of(st.sampled_from(["features.1", "features.4", "features", "classifier.1", "nope", ""]),
-                   st.integers(), st.none())
+targets = st.one_of(
+    st.none(),
+    st.integers(-3, 8),
+    st.floats(-1, 6),
+    st.booleans(),
+    st.lists(st.integers(-1, 6), min_size=0, max_size=3),
+    st.text(max_size=3),
+)
+layers = st.one_of(
+    st.sampled_from(["features.1", "features.4", "features", "classifier.1", "nope", ""]), st.integers(), st.none()
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -1,4 +1,5 @@
 """xcam_widgets.sanity: the exact expectations of the checks, the model left untouched, options."""
+
 from __future__ import annotations
 
 import pytest
@@ -74,8 +75,9 @@ def test_randomising_only_the_linear_layer_of_a_gap_linear_net(shapes_images):
     weights, so Grad-CAM's map, and leaves A, so Eigen-CAM's map, exactly as they were."""
     model, x = _shapes("shapes_gap", shapes_images)
     for split in (True, False):
-        result = sanity_check(model, x, CAM_LAYER, methods=("gradcam", "eigencam"), checks="independent",
-                              steps="key", split=split)
+        result = sanity_check(
+            model, x, CAM_LAYER, methods=("gradcam", "eigencam"), checks="independent", steps="key", split=split
+        )
         assert result.layers[0] == "classifier.fc" and result.layers_after == 1
         fc_rows = [r for r in result.rows if r["step"] == 1]
         assert {r["layer"] for r in fc_rows} == {"classifier.fc"} and all(r["after_layer"] for r in fc_rows)
@@ -107,8 +109,11 @@ def test_split_path_gives_the_naive_numbers_and_skips_the_layers_before():
             assert a[measure] == pytest.approx(b[measure], abs=1e-5), (a, b)
     tail = sanity_check(model, x, "act", methods="gradcam", checks=("cascading", "independent"), steps="tail")
     assert sorted({(r["check"], r["step"], r["layer"], r["after_layer"]) for r in tail.rows}, key=str) == [
-        ("cascading", 0, None, None), ("cascading", 1, "fc", True), ("cascading", 2, "conv3", True),
-        ("independent", 1, "fc", True), ("independent", 2, "conv3", True),
+        ("cascading", 0, None, None),
+        ("cascading", 1, "fc", True),
+        ("cascading", 2, "conv3", True),
+        ("independent", 1, "fc", True),
+        ("independent", 2, "conv3", True),
     ]
 
 
@@ -144,8 +149,16 @@ def test_model_rng_and_flags_unchanged_after_a_run_and_after_a_cancelled_run(sha
             raise KeyboardInterrupt("stop")
 
     with pytest.raises(KeyboardInterrupt, match="stop"):  # mid-run: after the random logits, mid-cascade
-        sanity_check(model, x, CAM_LAYER, methods=("gradcam", "ablationcam"), checks=("cascading", "random_logit"),
-                     random_classes=1, steps="key", progress=cancel)
+        sanity_check(
+            model,
+            x,
+            CAM_LAYER,
+            methods=("gradcam", "ablationcam"),
+            checks=("cascading", "random_logit"),
+            random_classes=1,
+            steps="key",
+            progress=cancel,
+        )
     assert calls[-1][0] == 5 and calls[0] == (1, calls[0][1])
     _assert_same_state(model, before)
     assert torch.equal(torch.get_rng_state(), rng)
@@ -160,15 +173,26 @@ def test_seeded_runs_repeat_exactly_and_the_seed_matters(gap_net, image_batch):
     again = sanity_check(gap_net, image_batch, "features.3", seed=5, **kwargs)
     other = sanity_check(gap_net, image_batch, "features.3", seed=6, **kwargs)
     assert first.rows == again.rows
-    cascading = [(a["spearman"], b["spearman"]) for a, b in zip(first.rows, other.rows)
-                 if a["check"] == "cascading" and a["step"] > 0]
+    cascading = [
+        (a["spearman"], b["spearman"])
+        for a, b in zip(first.rows, other.rows)
+        if a["check"] == "cascading" and a["step"] > 0
+    ]
     assert any(x != y for x, y in cascading)
 
 
 def test_progress_counts_every_map_and_kept_maps_match_explain(gap_net, image_batch):
     seen = []
-    result = sanity_check(gap_net, image_batch, "features.3", methods=("gradcam", "scorecam"), steps="key",
-                          random_classes=2, keep_maps=True, progress=lambda d, t: seen.append((d, t)))
+    result = sanity_check(
+        gap_net,
+        image_batch,
+        "features.3",
+        methods=("gradcam", "scorecam"),
+        steps="key",
+        random_classes=2,
+        keep_maps=True,
+        progress=lambda d, t: seen.append((d, t)),
+    )
     total = seen[0][1]
     assert seen == [(i, total) for i in range(1, total + 1)]
     # maps: the original, 2 random classes, 3 independent and 2 cascading steps (1 layer after), per method
@@ -247,7 +271,14 @@ def test_options_are_validated_with_clear_errors(gap_net, image_batch):
 
 
 def test_a_callable_target_works_without_random_logit(gap_net, image_batch):
-    result = sanity_check(gap_net, image_batch, "features.3", methods="gradcam", target=lambda out: out[:, 1],
-                          checks=("cascading",), steps="key")
+    result = sanity_check(
+        gap_net,
+        image_batch,
+        "features.3",
+        methods="gradcam",
+        target=lambda out: out[:, 1],
+        checks=("cascading",),
+        steps="key",
+    )
     assert {r["target_class"] for r in result.rows} == {None}
     assert result.verdicts["gradcam"].random_logit is None and result.verdicts["gradcam"].passes_random_logit is None

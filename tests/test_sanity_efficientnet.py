@@ -1,4 +1,5 @@
 """xcam_widgets.sanity on the pretrained EfficientNet-Lite0 and a bundled photo."""
+
 from __future__ import annotations
 
 import pytest
@@ -22,8 +23,9 @@ def _means(result, method: str, check: str) -> dict[str, float]:
 def test_random_logit_on_efficientnet_lite0(lite0):
     """Only the classifier re-runs (the split path): cheap enough for the default suite."""
     model, x = lite0
-    result = sanity_check(model, x, "features.head", methods=("gradcam", "xgradcam", "eigencam"),
-                          checks="random_logit", random_classes=3)
+    result = sanity_check(
+        model, x, "features.head", methods=("gradcam", "xgradcam", "eigencam"), checks="random_logit", random_classes=3
+    )
     for method in ("gradcam", "xgradcam"):
         means = _means(result, method, "random_logit")
         assert means["spearman"] < 0.9 and means["ssim"] < 0.9, (method, means)

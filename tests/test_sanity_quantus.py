@@ -12,6 +12,7 @@ input's size: the raw map is repeated in blocks (nearest upsampling by an intege
 leaves Spearman's ρ unchanged (each value's average rank becomes an affine function of its old
 one, and every pair is repeated equally often). Tolerance: 1e-9 on ρ.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -44,8 +45,11 @@ def _explain_func(layer: str, method: str):
 
 @pytest.mark.parametrize(
     ("name", "method", "order"),
-    [("shapes_gap", "gradcam", "top_down"), ("shapes_vgg", "xgradcam", "top_down"),
-     ("shapes_gap", "gradcam", "independent")],
+    [
+        ("shapes_gap", "gradcam", "top_down"),
+        ("shapes_vgg", "xgradcam", "top_down"),
+        ("shapes_gap", "gradcam", "independent"),
+    ],
 )
 def test_mprt_agrees_with_quantus(name, method, order):
     model, preprocess, _ = xw.load_model(name, device="cpu")
@@ -54,12 +58,26 @@ def test_mprt_agrees_with_quantus(name, method, order):
     metric = quantus.MPRT(layer_order=order, seed=QUANTUS_SEED, abs=False, normalise=False, disable_warnings=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        theirs = metric(model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=None, device="cpu",
-                        explain_func=_explain_func(LAYER, method))
+        theirs = metric(
+            model=model,
+            x_batch=x.numpy(),
+            y_batch=y.numpy(),
+            a_batch=None,
+            device="cpu",
+            explain_func=_explain_func(LAYER, method),
+        )
     theirs.pop("original")
     check = "cascading" if order == "top_down" else "independent"
-    ours = sanity_check(model, x, LAYER, methods=method, target=y, checks=check, similarity="spearman",
-                        seed=[QUANTUS_SEED + 1] * len(theirs))
+    ours = sanity_check(
+        model,
+        x,
+        LAYER,
+        methods=method,
+        target=y,
+        checks=check,
+        similarity="spearman",
+        seed=[QUANTUS_SEED + 1] * len(theirs),
+    )
     rows = [r for r in ours.rows if r["step"] > 0]
     if order == "top_down":  # the same order: step k randomises Quantus's first k layers
         assert list(theirs) == list(ours.layers)
@@ -74,13 +92,32 @@ def test_random_logit_agrees_with_quantus_on_two_classes(gap_net, image_batch):
     torch.manual_seed(0)
     gap_net.fc = nn.Linear(12, 2)
     y = gap_net(image_batch).argmax(dim=1)
-    metric = quantus.RandomLogit(num_classes=2, similarity_func=quantus.similarity_func.correlation_spearman,
-                                 abs=False, normalise=False, disable_warnings=True)
+    metric = quantus.RandomLogit(
+        num_classes=2,
+        similarity_func=quantus.similarity_func.correlation_spearman,
+        abs=False,
+        normalise=False,
+        disable_warnings=True,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        theirs = metric(model=gap_net, x_batch=image_batch.numpy(), y_batch=y.numpy(), a_batch=None, device="cpu",
-                        explain_func=_explain_func("features.3", "gradcam"))
-    ours = sanity_check(gap_net, image_batch, "features.3", methods="gradcam", target=y, checks="random_logit",
-                        similarity="spearman", random_classes=1)
+        theirs = metric(
+            model=gap_net,
+            x_batch=image_batch.numpy(),
+            y_batch=y.numpy(),
+            a_batch=None,
+            device="cpu",
+            explain_func=_explain_func("features.3", "gradcam"),
+        )
+    ours = sanity_check(
+        gap_net,
+        image_batch,
+        "features.3",
+        methods="gradcam",
+        target=y,
+        checks="random_logit",
+        similarity="spearman",
+        random_classes=1,
+    )
     assert [r["target_class"] for r in ours.rows] == (1 - y).tolist()
     np.testing.assert_allclose([r["spearman"] for r in ours.rows], theirs, rtol=0, atol=1e-9)

@@ -1,4 +1,5 @@
 """xcam_widgets.sanity.similarity against scipy (Spearman) and scikit-image (SSIM) as oracles."""
+
 from __future__ import annotations
 
 import math
@@ -41,9 +42,7 @@ def test_spearman_is_nan_for_a_constant_map_and_rejects_shape_mismatch():
 
 
 def _ssim_oracle(a: torch.Tensor, b: torch.Tensor) -> list[float]:
-    return [
-        structural_similarity(x.double().numpy(), y.double().numpy(), data_range=1.0) for x, y in zip(a, b)
-    ]
+    return [structural_similarity(x.double().numpy(), y.double().numpy(), data_range=1.0) for x, y in zip(a, b)]
 
 
 def test_ssim_matches_scikit_image_on_displayed_maps():

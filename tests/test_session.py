@@ -1,5 +1,6 @@
 """xcam_widgets.session: the cache recomputes exactly what a change invalidates, agrees with `explain`
 bit for bit, keeps the model's state under concurrent use, and never mixes two images."""
+
 from __future__ import annotations
 
 import threading
@@ -24,6 +25,7 @@ def counted():
     def count(key):
         def hook(*args):
             calls[key] += 1
+
         return hook
 
     net.register_forward_pre_hook(count("forward"))
@@ -78,8 +80,10 @@ def test_session_results_equal_explain_bit_for_bit(vgg_net):
     d = s.diagnosis("features.4", "xgradcam", 1, batch_size=5)
     want = xw.diagnose(vgg_net, X, "features.4", method="xgradcam", target=1, batch_size=5)
     torch.testing.assert_close(d.true_drop, want.true_drop)
-    assert torch.equal(s.capture(1, ["features.4"]).gradients["features.4"],
-                       xw.capture(vgg_net, X[None], "features.4", 1).gradients["features.4"])
+    assert torch.equal(
+        s.capture(1, ["features.4"]).gradients["features.4"],
+        xw.capture(vgg_net, X[None], "features.4", 1).gradients["features.4"],
+    )
 
 
 def test_bad_image_keeps_the_previous_one(vgg_net):
@@ -128,17 +132,28 @@ def test_an_image_change_during_a_computation_never_reaches_the_new_image(vgg_ne
     assert s.generation == old_generation + 1
     assert torch.equal(old.raw, xw.explain(vgg_net, X, "features.4", method="scorecam", target=1).raw)
     for method in ("scorecam", "xgradcam"):
-        new = s.explanation("features.4", method, 1, batch_size=4) if method == "scorecam" else \
-            s.explanation("features.4", method, 1)
+        new = (
+            s.explanation("features.4", method, 1, batch_size=4)
+            if method == "scorecam"
+            else s.explanation("features.4", method, 1)
+        )
         assert torch.equal(new.raw, xw.explain(vgg_net, X2, "features.4", method=method, target=1).raw), method
 
 
 def bn_net() -> nn.Module:
     """A train-mode net with BatchNorm: a forward pass in train mode would change its statistics."""
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                         nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5)).train()
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 5),
+    ).train()
 
 
 def test_two_threads_on_one_session_keep_the_model_state_and_agree_with_explain():

@@ -1,6 +1,7 @@
 """xcam_widgets.session.Session.sanity (and sanity_view): the Sanity tab's plain data agrees with an
 independent `sanity_check` call, its maps are what `explain` gives, it is cached with the image,
 bad input is a clear error, and the model is left bit for bit as it was."""
+
 from __future__ import annotations
 
 import pytest
@@ -28,8 +29,9 @@ def test_sanity_agrees_with_a_direct_sanity_check(net):
     target = 3
     options = {"scorecam": {"batch_size": 4, "top_channels": 3}}
     view = s.sanity(LAYER, METHODS, target, options=options)
-    direct = sanity_check(net, X[None], LAYER, METHODS, target, ("cascading", "random_logit"), steps="tail",
-                          options=options)
+    direct = sanity_check(
+        net, X[None], LAYER, METHODS, target, ("cascading", "random_logit"), steps="tail", options=options
+    )
     assert view.layer == LAYER and view.target == target and view.layers_after == 2
     assert [strip.method for strip in view.strips] == list(METHODS)
     for strip in view.strips:
@@ -50,8 +52,9 @@ def test_sanity_agrees_with_a_direct_sanity_check(net):
         # the strip's first map is the displayed map of `explain` on the untouched model
         raw = xw.explain(net, X, LAYER, method=strip.method, target=target, **options.get(strip.method, {})).raw
         torch.testing.assert_close(torch.from_numpy(strip.maps[0]), display_map(raw, (16, 16))[0])
-        random_raw = xw.explain(net, X, LAYER, method=strip.method, target=strip.random_classes[0],
-                                **options.get(strip.method, {})).raw
+        random_raw = xw.explain(
+            net, X, LAYER, method=strip.method, target=strip.random_classes[0], **options.get(strip.method, {})
+        ).raw
         torch.testing.assert_close(torch.from_numpy(strip.random_maps[0]), display_map(random_raw, (16, 16))[0])
 
 

@@ -1,4 +1,5 @@
 """The tail after a layer, channel drops, Ablation-CAM and the GAP-linear identities."""
+
 from __future__ import annotations
 
 import gc
@@ -29,10 +30,12 @@ def brute_force_drops(model: nn.Module, x: torch.Tensor, layer: str, cls: int) -
         drops = []
         k = 0
         while channels is None or k < channels:
+
             def zero(m, i, o, k=k):
                 o = o.clone()
                 o[:, k] = 0
                 return o
+
             handle = module.register_forward_hook(zero)
             try:
                 out = model(x)[:, cls]
@@ -264,8 +267,12 @@ class SlicesSequential(nn.Module):
         super().__init__()
         torch.manual_seed(0)
         self.features = nn.Sequential(
-            nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(3, 6, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(6, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(8, 8, 3, padding=1),
+            nn.ReLU(),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(8, 4)
@@ -316,7 +323,8 @@ def test_model_that_slices_a_sequential_works_with_every_entry_point():
     assert diagnosis.bias_term is None  # needs the traced graph
     torch.testing.assert_close(diagnosis.true_drop, brute_force_drops(net, x, "features.3", 1), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(
-        diagnosis.explanation.raw, xw.explain(net, x, "features.3", method="xgradcam", target=1).raw)
+        diagnosis.explanation.raw, xw.explain(net, x, "features.3", method="xgradcam", target=1).raw
+    )
     layers = xw.candidate_layers(net, (3, 12, 12))
     assert [info.name for info in layers][-3:] == ["features.4", "features.5", "pool"]  # "features" never runs
     assert not any(info.gap_linear for info in layers)  # unknown without a trace, so not claimed

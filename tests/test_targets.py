@@ -1,5 +1,6 @@
 """`xw.targets`: segmentation, detection and embedding scores against hand computations, the per-image
 specifications on later passes, and the bad inputs each one refuses."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,10 +20,12 @@ from xcam_widgets.targets import (
 )
 
 # Segmentation logits [B=2, C=3, H=2, W=2]; image 0 predicts class 1 at (0, 0) and (1, 1), class 0 elsewhere.
-SEG = torch.tensor([
-    [[[5.0, 1.0], [2.0, 0.0]], [[6.0, 0.0], [1.0, 3.0]], [[0.0, 0.5], [0.0, 1.0]]],
-    [[[0.0, 0.0], [0.0, 0.0]], [[1.0, 2.0], [3.0, 4.0]], [[2.5, 2.5], [2.5, 2.5]]],
-])
+SEG = torch.tensor(
+    [
+        [[[5.0, 1.0], [2.0, 0.0]], [[6.0, 0.0], [1.0, 3.0]], [[0.0, 0.5], [0.0, 1.0]]],
+        [[[0.0, 0.0], [0.0, 0.0]], [[1.0, 2.0], [3.0, 4.0]], [[2.5, 2.5], [2.5, 2.5]]],
+    ]
+)
 
 
 def test_old_names_still_import():
@@ -79,8 +82,11 @@ def test_segmentation_bad_inputs():
 
 
 def _detections(boxes, scores, labels) -> dict[str, torch.Tensor]:
-    return {"boxes": torch.tensor(boxes, dtype=torch.float32), "scores": torch.tensor(scores),
-            "labels": torch.tensor(labels)}
+    return {
+        "boxes": torch.tensor(boxes, dtype=torch.float32),
+        "scores": torch.tensor(scores),
+        "labels": torch.tensor(labels),
+    }
 
 
 # Against the box [0, 0, 10, 10]: IoU 0.5 (label 1), 1.0 (label 2), 81/100 (label 1), 0 (label 1).

@@ -5,6 +5,7 @@ pytorch-grad-cam's (oracle only) `SemanticSegmentationTarget` and `FasterRCNNBox
 Detectors run at 128 px with few proposals (`rpn_*_top_n_test`, `box_detections_per_img`) and
 `box_score_thresh=0` / `score_thresh=0`: with random weights every class score is about 1/91, below
 the default thresholds, so nothing would be detected."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,8 +22,13 @@ pgc = pytest.importorskip("pytorch_grad_cam")
 from pytorch_grad_cam.utils.model_targets import FasterRCNNBoxScoreTarget, SemanticSegmentationTarget  # noqa: E402
 
 MAP_TOL = 1e-4  # of the map scale: maps are in [0, 1]
-SMALL_DETECTOR = {"min_size": 128, "max_size": 128, "rpn_pre_nms_top_n_test": 100, "rpn_post_nms_top_n_test": 20,
-                  "box_detections_per_img": 20}
+SMALL_DETECTOR = {
+    "min_size": 128,
+    "max_size": 128,
+    "rpn_pre_nms_top_n_test": 100,
+    "rpn_post_nms_top_n_test": 20,
+    "box_detections_per_img": 20,
+}
 
 
 class _OutTensor(nn.Module):
@@ -64,8 +70,11 @@ def test_segmentation_maps_equal_pytorch_grad_cam():
 
 def test_faster_rcnn_maps_equal_pytorch_grad_cam():
     torch.manual_seed(0)
-    model = detection.fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, box_score_thresh=0.0,
-                                              **SMALL_DETECTOR).eval().requires_grad_(False)
+    model = (
+        detection.fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, box_score_thresh=0.0, **SMALL_DETECTOR)
+        .eval()
+        .requires_grad_(False)
+    )
     x = torch.rand(1, 3, 128, 128)
     with torch.no_grad():
         det = model(x)[0]
@@ -82,18 +91,33 @@ def test_faster_rcnn_maps_equal_pytorch_grad_cam():
 
 
 def _small_retinanet() -> nn.Module:
-    return detection.retinanet_resnet50_fpn(weights=None, weights_backbone=None, score_thresh=0.0,
-                                            min_size=128, max_size=128, detections_per_img=20, topk_candidates=50)
+    return detection.retinanet_resnet50_fpn(
+        weights=None,
+        weights_backbone=None,
+        score_thresh=0.0,
+        min_size=128,
+        max_size=128,
+        detections_per_img=20,
+        topk_candidates=50,
+    )
 
 
 def _small_fcos() -> nn.Module:
-    return detection.fcos_resnet50_fpn(weights=None, weights_backbone=None, score_thresh=0.0,
-                                       min_size=128, max_size=128, detections_per_img=20, topk_candidates=50)
+    return detection.fcos_resnet50_fpn(
+        weights=None,
+        weights_backbone=None,
+        score_thresh=0.0,
+        min_size=128,
+        max_size=128,
+        detections_per_img=20,
+        topk_candidates=50,
+    )
 
 
 def _small_ssdlite() -> nn.Module:
-    return detection.ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, score_thresh=0.0,
-                                                   detections_per_img=20, topk_candidates=50)
+    return detection.ssdlite320_mobilenet_v3_large(
+        weights=None, weights_backbone=None, score_thresh=0.0, detections_per_img=20, topk_candidates=50
+    )
 
 
 @pytest.mark.parametrize(
@@ -128,6 +152,11 @@ def test_ssd300_scores_the_matched_detection():
     with torch.no_grad():
         det = model(x)[0]
     i = _unique_detection(det)
-    res = xw.explain(model, x, "backbone.features.21", method="gradcam",
-                     target=DetectionTarget(det["boxes"][i], int(det["labels"][i])))
+    res = xw.explain(
+        model,
+        x,
+        "backbone.features.21",
+        method="gradcam",
+        target=DetectionTarget(det["boxes"][i], int(det["labels"][i])),
+    )
     assert res.score.tolist() == pytest.approx([float(det["scores"][i])], abs=1e-6)

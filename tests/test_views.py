@@ -1,5 +1,6 @@
 """xcam_widgets.views and the Session's view API: plain arrays for any front end, checked against
 `explain`, a plain forward pass and hand computations, with no widgets."""
+
 from __future__ import annotations
 
 import gc
@@ -52,8 +53,10 @@ def test_spread_layers_picks_evenly_at_the_shallowest_depth_with_four():
 
 
 def test_low_res_map_and_sweep_maps_equal_explain(session, vgg_net):
-    np.testing.assert_array_equal(session.low_res_map("features.4", "layercam", 2),
-                                  by_hand(xw.explain(vgg_net, X, "features.4", method="layercam", target=2).raw))
+    np.testing.assert_array_equal(
+        session.low_res_map("features.4", "layercam", 2),
+        by_hand(xw.explain(vgg_net, X, "features.4", method="layercam", target=2).raw),
+    )
     names = session.sweep_layers()
     assert names == [info.name for info in session.layers]  # six layers, fewer than 12: all of them
     maps = session.sweep_maps("xgradcam", 3)
@@ -92,8 +95,9 @@ def test_conservation_bars_are_the_map_sums_against_the_logit(session, vgg_net):
 
 
 def test_method_and_class_maps_equal_explain(session, vgg_net):
-    maps = session.method_maps("features.1", 4, ("gradcam", "eigencam", "scorecam"),
-                               options={"scorecam": {"batch_size": 3}})
+    maps = session.method_maps(
+        "features.1", 4, ("gradcam", "eigencam", "scorecam"), options={"scorecam": {"batch_size": 3}}
+    )
     assert list(maps) == ["gradcam", "eigencam", "scorecam"]
     for method, got in maps.items():
         want = by_hand(xw.explain(vgg_net, X, "features.1", method=method, target=4).raw)

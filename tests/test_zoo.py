@@ -48,8 +48,14 @@ def test_available_models():
     names = available_models()
     assert names[:3] == ("efficientnet_lite0", "shapes_gap", "shapes_vgg")
     assert {"resnet50", "vgg16", "mobilenet_v3_large", "convnext_tiny"} <= set(names)
-    assert {"fasterrcnn_resnet50_fpn", "retinanet_resnet50_fpn", "fcos_resnet50_fpn", "ssd300_vgg16",
-            "deeplabv3_resnet50", "fcn_resnet50"} <= set(names)
+    assert {
+        "fasterrcnn_resnet50_fpn",
+        "retinanet_resnet50_fpn",
+        "fcos_resnet50_fpn",
+        "ssd300_vgg16",
+        "deeplabv3_resnet50",
+        "fcn_resnet50",
+    } <= set(names)
     assert len(names) == len(set(names))
     assert "raft_large" not in names  # optical flow: not a model CAMs apply to
     classifiers = available_models("classification")

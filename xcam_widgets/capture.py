@@ -1,4 +1,5 @@
 """One forward and one backward pass → activations A and gradients G = ∂S_c/∂A of many layers."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -121,7 +122,9 @@ def capture(
         check_score_shape(score, x.shape[0])
         outputs = recorded_outputs(recorders)
         reshapes = {
-            rec.name: reshape if reshape is not None else infer_reshape(model, tuple(x.shape), rec.name, tuple(out.shape))
+            rec.name: reshape
+            if reshape is not None
+            else infer_reshape(model, tuple(x.shape), rec.name, tuple(out.shape))
             for rec, out in zip(recorders, outputs)
         }
         if not score.requires_grad:
@@ -135,8 +138,12 @@ def capture(
         activations[rec.name] = to_grid(rec.name, act.detach(), reshapes[rec.name])
         gradients[rec.name] = to_grid(rec.name, grad.detach(), reshapes[rec.name])
     return Capture(
-        logits=_logits_or_none(output), score=score.detach(), scorer=scorer,
-        activations=activations, gradients=gradients, reshapes=reshapes,
+        logits=_logits_or_none(output),
+        score=score.detach(),
+        scorer=scorer,
+        activations=activations,
+        gradients=gradients,
+        reshapes=reshapes,
     )
 
 

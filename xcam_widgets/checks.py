@@ -1,4 +1,5 @@
 """Argument checks shared by the API, the runner and the CLI: one wording for each rule."""
+
 from __future__ import annotations
 
 import math

@@ -15,6 +15,7 @@ is replaced only with `--overwrite`. Bad arguments exit with status 2 and a mess
 runs the same evaluation on a pool of Ray actors (`pip install xcam-widgets[ray]`): on the cluster
 at `--address`, or on a local Ray started for the run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,47 +34,87 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xcam", description="xcam-widgets: class activation maps for PyTorch.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     ev = commands.add_parser(
-        "evaluate", help="evaluate CAM methods x layers on a dataset",
+        "evaluate",
+        help="evaluate CAM methods x layers on a dataset",
         description="Faithfulness, localisation and axiom diagnostics of CAM methods x layers over a dataset.",
     )
     ev.add_argument("--model", required=True, help="a model name (xw.available_models()), e.g. shapes_gap")
-    ev.add_argument("--images", required=True,
-                    help="a folder, an image file, 'shapes:N[:SEED]' (the shapes benchmark) or "
-                         "'shapes_shortcut:N[:SEED[:MARKS]]'; "
-                         "an existing path wins")
-    ev.add_argument("--methods", type=_names, default=["gradcam", "xgradcam"],
-                    help=f"comma-separated methods (default gradcam,xgradcam); any of {','.join(METHODS)}")
-    ev.add_argument("--layers", type=_names, default=None,
-                    help="comma-separated dotted layer names (default: the model's default CAM layer)")
-    ev.add_argument("--metrics", type=_names, default=None,
-                    help=f"comma-separated subset of {','.join(METRICS)} (default: all that apply "
-                         f"but the costly sanity checks {','.join(SANITY_METRICS)})")
-    ev.add_argument("--target", type=_target, default=None,
-                    help="'label' (the true class, the default where known), 'top1' (default elsewhere) "
-                         "or a class index")
-    ev.add_argument("--out", default=None,
-                    help="CSV path for the per-image table; the summary goes to <stem>.summary.csv")
-    ev.add_argument("--overwrite", action="store_true",
-                    help="replace an existing --out (default: resume it if it is this evaluation, else stop)")
-    ev.add_argument("--strict", action="store_true",
-                    help="stop at the first image that cannot be read (default: record it in the error column)")
+    ev.add_argument(
+        "--images",
+        required=True,
+        help="a folder, an image file, 'shapes:N[:SEED]' (the shapes benchmark) or "
+        "'shapes_shortcut:N[:SEED[:MARKS]]'; "
+        "an existing path wins",
+    )
+    ev.add_argument(
+        "--methods",
+        type=_names,
+        default=["gradcam", "xgradcam"],
+        help=f"comma-separated methods (default gradcam,xgradcam); any of {','.join(METHODS)}",
+    )
+    ev.add_argument(
+        "--layers",
+        type=_names,
+        default=None,
+        help="comma-separated dotted layer names (default: the model's default CAM layer)",
+    )
+    ev.add_argument(
+        "--metrics",
+        type=_names,
+        default=None,
+        help=f"comma-separated subset of {','.join(METRICS)} (default: all that apply "
+        f"but the costly sanity checks {','.join(SANITY_METRICS)})",
+    )
+    ev.add_argument(
+        "--target",
+        type=_target,
+        default=None,
+        help="'label' (the true class, the default where known), 'top1' (default elsewhere) or a class index",
+    )
+    ev.add_argument(
+        "--out", default=None, help="CSV path for the per-image table; the summary goes to <stem>.summary.csv"
+    )
+    ev.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --out (default: resume it if it is this evaluation, else stop)",
+    )
+    ev.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop at the first image that cannot be read (default: record it in the error column)",
+    )
     ev.add_argument("--batch-size", type=_positive, default=32, help="images per batch (default 32)")
-    ev.add_argument("--chunk-size", type=_positive, default=256,
-                    help="model inputs per pass inside the metrics (default 256)")
+    ev.add_argument(
+        "--chunk-size", type=_positive, default=256, help="model inputs per pass inside the metrics (default 256)"
+    )
     ev.add_argument("--steps", type=_positive, default=50, help="deletion / insertion steps (default 50)")
-    ev.add_argument("--tolerance", type=_non_negative, default=None,
-                    help="pointing-game tolerance in px (default: 15 px at 224 px, scaled to the image)")
+    ev.add_argument(
+        "--tolerance",
+        type=_non_negative,
+        default=None,
+        help="pointing-game tolerance in px (default: 15 px at 224 px, scaled to the image)",
+    )
     ev.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: CUDA if available)")
     ev.add_argument("--random-weights", action="store_true", help="use randomly initialised weights (no download)")
     ev.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    ev.add_argument("--engine", choices=ENGINES, default="local",
-                    help="'local' (this process, the default) or 'ray' (a pool of Ray actors; "
-                         "pip install xcam-widgets[ray])")
-    ev.add_argument("--address", default=None,
-                    help="with --engine ray: a Ray cluster's address, e.g. auto or ray://head:10001 "
-                         "(default: start a local Ray)")
-    ev.add_argument("--workers", type=_positive, default=None,
-                    help="with --engine ray: Ray actors (default: one per GPU of the cluster, else one per CPU)")
+    ev.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="local",
+        help="'local' (this process, the default) or 'ray' (a pool of Ray actors; pip install xcam-widgets[ray])",
+    )
+    ev.add_argument(
+        "--address",
+        default=None,
+        help="with --engine ray: a Ray cluster's address, e.g. auto or ray://head:10001 (default: start a local Ray)",
+    )
+    ev.add_argument(
+        "--workers",
+        type=_positive,
+        default=None,
+        help="with --engine ray: Ray actors (default: one per GPU of the cluster, else one per CPU)",
+    )
     ev.set_defaults(run=_evaluate)
     return parser
 
@@ -87,8 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     ray = args.engine == "ray"
-    engine_options = {name: value for name, value in (("address", args.address), ("workers", args.workers))
-                      if value is not None}
+    engine_options = {
+        name: value for name, value in (("address", args.address), ("workers", args.workers)) if value is not None
+    }
     try:  # with Ray, --device names the actors' device, which this machine need not have
         check_device(args.device, here=not ray)
     except (ValueError, TypeError) as err:
@@ -101,11 +143,23 @@ def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.exit(2, f"xcam evaluate: error: --model {args.model!r}: {err}{hint}\n")
     try:
         result = evaluate(
-            bundle, args.images, args.methods, args.layers, target=args.target, metrics=args.metrics,
-            batch_size=args.batch_size, progress=not args.no_progress, chunk_size=args.chunk_size,
-            steps=args.steps, tolerance=args.tolerance, out=args.out, engine=args.engine,
-            device=args.device if ray else None, engine_options=engine_options or None,
-            overwrite=args.overwrite, strict=args.strict,
+            bundle,
+            args.images,
+            args.methods,
+            args.layers,
+            target=args.target,
+            metrics=args.metrics,
+            batch_size=args.batch_size,
+            progress=not args.no_progress,
+            chunk_size=args.chunk_size,
+            steps=args.steps,
+            tolerance=args.tolerance,
+            out=args.out,
+            engine=args.engine,
+            device=args.device if ray else None,
+            engine_options=engine_options or None,
+            overwrite=args.overwrite,
+            strict=args.strict,
         )
     except (ValueError, TypeError, OSError, ImportError) as err:  # bad methods, layers, images, target, --out; no Ray
         parser.exit(2, f"xcam evaluate: error: {err}\n")
@@ -129,8 +183,10 @@ def format_failures(table: Any) -> str:
         return ""
     first = failed.iloc[0]
     images = table["image"].nunique()
-    return (f"{len(failed)} of {images} image(s) could not be read (their rows have an error and no values); "
-            f"first: {first['image']}: {first['error']}")
+    return (
+        f"{len(failed)} of {images} image(s) could not be read (their rows have an error and no values); "
+        f"first: {first['image']}: {first['error']}"
+    )
 
 
 def format_summary(summary: Any) -> str:
@@ -138,8 +194,9 @@ def format_summary(summary: Any) -> str:
     if summary.empty:
         return "(no results)"
     cells = summary.assign(
-        value=[f"{m:.4g} [{lo:.4g}, {hi:.4g}]"
-               for m, lo, hi in zip(summary["mean"], summary["ci_low"], summary["ci_high"])]
+        value=[
+            f"{m:.4g} [{lo:.4g}, {hi:.4g}]" for m, lo, hi in zip(summary["mean"], summary["ci_low"], summary["ci_high"])
+        ]
     )
     order = list(dict.fromkeys(summary["metric"]))
     wide = cells.pivot_table(index=["method", "layer"], columns="metric", values="value", aggfunc="first", sort=False)

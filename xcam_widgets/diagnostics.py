@@ -4,6 +4,7 @@ Conservation: S_c ≈ Σ_xy M. Sensitivity: the true drop d_k = S_c(A) − S_c(A
 ≈ the predicted drop p_k = Σ_xy contributions_k. For a piecewise-linear network after the layer,
 S_c = Σ A·G + Σ_b b·∂S_c/∂b, so XGrad-CAM's conservation residual is exactly the bias term.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -155,15 +156,27 @@ def diagnose_context(ctx: MethodContext, method: str, options: dict[str, Any], b
     predicted = res.contributions.sum(dim=(2, 3))
     map_sum = res.raw.sum(dim=(1, 2))
     scaled = spec.scaled
-    note = "" if scaled else (
-        f"{spec.title}'s weights have no score scale, so conservation and sensitivity errors are not defined; r is."
+    note = (
+        ""
+        if scaled
+        else (
+            f"{spec.title}'s weights have no score scale, so conservation and sensitivity errors are not defined; r is."
+        )
     )
     if spec.name == "xgradcam":
         note = _conditioning_note(cap.activations[name])
     return Diagnosis(
-        method=spec.name, layer=name, explanation=res, score=cap.score, map_sum=map_sum,
+        method=spec.name,
+        layer=name,
+        explanation=res,
+        score=cap.score,
+        map_sum=map_sum,
         conservation_error=(cap.score - map_sum).abs() / cap.score.abs() if scaled else None,
-        bias_term=bias, predicted_drop=predicted, true_drop=true,
+        bias_term=bias,
+        predicted_drop=predicted,
+        true_drop=true,
         sensitivity_error=(true - predicted).abs().sum(1) / true.abs().sum(1) if scaled else None,
-        sensitivity_r=pearson_r(predicted, true), scaled=scaled, note=note,
+        sensitivity_r=pearson_r(predicted, true),
+        scaled=scaled,
+        note=note,
     )

@@ -1,4 +1,5 @@
 """Which layers of a model can carry a CAM: modules that output one 4-D feature map."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -60,8 +61,11 @@ def candidate_layers(model: nn.Module, input_shape: tuple[int, int, int] = (3, 2
     last = feature_maps[-1] if feature_maps else None
     return [
         LayerInfo(
-            name=name, kind=type(model.get_submodule(name)).__name__, shape=grids[name],
-            depth=name.count("."), gap_linear=out is last and gap_linear_head(model, name) is not None,
+            name=name,
+            kind=type(model.get_submodule(name)).__name__,
+            shape=grids[name],
+            depth=name.count("."),
+            gap_linear=out is last and gap_linear_head(model, name) is not None,
             tokens=out.ndim == 3,
         )
         for name, out in once

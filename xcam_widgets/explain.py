@@ -1,4 +1,5 @@
 """`explain`: one call from a model, an input and a layer to maps and their parts."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -89,8 +90,14 @@ def _explain_batch(
     with evaluation_mode(model):
         cap = capture(model, x, layer, target, reshape)
         return [
-            assemble(spec, name, cap, spec.run(MethodContext(model, x, name, cap, reshape), **options), eigen_smooth,
-                     x.shape[2:])
+            assemble(
+                spec,
+                name,
+                cap,
+                spec.run(MethodContext(model, x, name, cap, reshape), **options),
+                eigen_smooth,
+                x.shape[2:],
+            )
             for name in cap.activations
         ]
 
@@ -102,8 +109,14 @@ def assemble(
         parts = MapParts(contributions=first_component(parts.contributions))
     raw = parts.contributions.sum(dim=1)
     return Explanation(
-        method=spec.name, layer=layer, score=cap.score, classes=cap.scorer.classes, raw=raw,
-        weights=parts.weights, contributions=parts.contributions, map=display_map(raw, tuple(size)),
+        method=spec.name,
+        layer=layer,
+        score=cap.score,
+        classes=cap.scorer.classes,
+        raw=raw,
+        weights=parts.weights,
+        contributions=parts.contributions,
+        map=display_map(raw, tuple(size)),
         logits=cap.logits,
     )
 
@@ -115,8 +128,15 @@ def _augment(x: torch.Tensor, flip: bool, scale: float) -> torch.Tensor:
 
 
 def _smooth_over_augmentations(
-    results: list[Explanation], model: nn.Module, x: torch.Tensor, layer: LayerSpec | Sequence[LayerSpec],
-    spec: Method, target: Target, reshape: Reshape | None, eigen_smooth: bool, options: dict[str, Any],
+    results: list[Explanation],
+    model: nn.Module,
+    x: torch.Tensor,
+    layer: LayerSpec | Sequence[LayerSpec],
+    spec: Method,
+    target: Target,
+    reshape: Reshape | None,
+    eigen_smooth: bool,
+    options: dict[str, Any],
 ) -> None:
     """Replace each result's `map` by the mean of the maps over AUGMENTATIONS, each mapped back
     to the original frame, rescaled to [0, 1]. `raw` and the other fields stay those of the

@@ -1,5 +1,6 @@
 """One image's forward pass, kept with its autograd graph: a new class or layer costs one partial
 backward pass, never a new forward pass."""
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -77,8 +78,9 @@ class ForwardGraph:
             check_score_shape(score, self.batch)
             if not score.requires_grad:
                 raise ValueError("the score does not depend on the chosen layer(s) through autograd")
-            grads = torch.autograd.grad(score.sum(), [self._outputs[n] for n in names], retain_graph=True,
-                                        allow_unused=True)
+            grads = torch.autograd.grad(
+                score.sum(), [self._outputs[n] for n in names], retain_graph=True, allow_unused=True
+            )
         check_finite_scores(score)
         result = {}
         for name, grad in zip(names, grads):

@@ -1,4 +1,5 @@
 """Checks on the input tensor, done before anything runs."""
+
 from __future__ import annotations
 
 import itertools

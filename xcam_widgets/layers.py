@@ -1,4 +1,5 @@
 """Name ↔ module resolution for the layers a CAM is computed on."""
+
 from __future__ import annotations
 
 import difflib
@@ -25,9 +26,7 @@ def resolve_layer(model: nn.Module, layer: LayerSpec) -> tuple[str, nn.Module]:
         for name, module in named.items():
             if module is layer and name != "":
                 return name, module
-        raise ValueError(
-            f"layer {type(layer).__name__} is not a submodule of {type(model).__name__}"
-        )
+        raise ValueError(f"layer {type(layer).__name__} is not a submodule of {type(model).__name__}")
     raise TypeError(
         f"layer must be a dotted module name (str), a module, or a list of them; got {type(layer).__name__}"
     )

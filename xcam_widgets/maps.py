@@ -1,4 +1,5 @@
 """From the raw map to what people see, and fusing several layers."""
+
 from __future__ import annotations
 
 from typing import Literal, Sequence

@@ -32,6 +32,7 @@ Localisation (`masks` `[B, H, W]` bool, the ground-truth region of the class):
 - `pointing_game`: is the map's maximum inside the mask dilated by `tolerance` px?
 - `energy_in_mask`: the share of the map's sum that falls inside the mask.
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence, Union
@@ -76,7 +77,7 @@ def average_drop_increase(
     base = _baseline(baseline, x, "baseline")
     masked = base + maps[:, None] * (x - base)
     probs = _probabilities(model, torch.cat([x, masked]), classes.repeat(2), batch_size)
-    y, o = probs[: len(x)], probs[len(x):]
+    y, o = probs[: len(x)], probs[len(x) :]
     safe = torch.where(y > 0, y, torch.ones_like(y))
     drop = torch.where(y > 0, (y - o).clamp(min=0) / safe, torch.zeros_like(y))
     return drop, o > y
@@ -298,13 +299,24 @@ def _softmax_at(output: Any, classes: torch.Tensor, check: bool = False) -> torc
 
 def _probabilities(model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor, batch_size: int) -> torch.Tensor:
     with evaluation_mode(model), torch.no_grad():
-        return torch.cat([
-            _softmax_at(model(chunk), cls, check=i == 0)
-            for i, (chunk, cls) in enumerate(zip(inputs.split(batch_size), classes.split(batch_size)))
-        ])
+        return torch.cat(
+            [
+                _softmax_at(model(chunk), cls, check=i == 0)
+                for i, (chunk, cls) in enumerate(zip(inputs.split(batch_size), classes.split(batch_size)))
+            ]
+        )
 
 
 __all__ = [
-    "BLUR_KERNEL", "BLUR_SIGMA", "average_drop_increase", "auc", "blur", "causal_curve", "deletion_auc",
-    "energy_in_mask", "insertion_auc", "pixel_space_baseline", "pointing_game",
+    "BLUR_KERNEL",
+    "BLUR_SIGMA",
+    "average_drop_increase",
+    "auc",
+    "blur",
+    "causal_curve",
+    "deletion_auc",
+    "energy_in_mask",
+    "insertion_auc",
+    "pixel_space_baseline",
+    "pointing_game",
 ]

@@ -1,4 +1,5 @@
 """Leave the user's model exactly as it was: flags, hooks and parameters."""
+
 from __future__ import annotations
 
 import threading
@@ -10,19 +11,12 @@ from typing import Iterator
 import torch
 from torch import nn
 
-_HOOK_DICTS = (
-    "_forward_hooks",
-    "_forward_pre_hooks",
-    "_backward_hooks",
-    "_backward_pre_hooks",
-)
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
 
 def hook_counts(model: nn.Module) -> dict[str, int]:
     """Number of registered hooks of each kind, summed over all submodules."""
-    return {
-        attr: sum(len(getattr(m, attr, {})) for m in model.modules()) for attr in _HOOK_DICTS
-    }
+    return {attr: sum(len(getattr(m, attr, {})) for m in model.modules()) for attr in _HOOK_DICTS}
 
 
 _LOCKS: "weakref.WeakKeyDictionary[nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()

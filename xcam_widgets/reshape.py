@@ -5,6 +5,7 @@ then the patches row by row (`TokenGrid`). Swin stages and the per-pixel LayerNo
 ConvNeXt blocks output `[B, h, w, C]` (`ChannelsLast`). `infer_reshape` finds either from the model's
 patch embedding and the input size; it never guesses a factorisation of N it cannot explain.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,8 +25,12 @@ MERGE_FACTORS = (2, 4, 8, 16, 32)  # token grids after 1..5 patch-merging stages
 _LAST_AXIS = (nn.Linear, nn.LayerNorm)
 # Modules whose 4-D output is channels-first by construction.
 _CHANNELS_FIRST = (
-    nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm, nn.GroupNorm,
-    nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd, nn.modules.pooling._AdaptiveAvgPoolNd,
+    nn.modules.conv._ConvNd,
+    nn.modules.batchnorm._BatchNorm,
+    nn.GroupNorm,
+    nn.modules.pooling._MaxPoolNd,
+    nn.modules.pooling._AvgPoolNd,
+    nn.modules.pooling._AdaptiveAvgPoolNd,
 )
 
 
@@ -113,8 +118,11 @@ def patch_embedding(model: nn.Module, channels: int) -> nn.Conv2d | None:
     equals its stride (> 1), such as ViT's 16×16/16 or Swin's 4×4/4 projection."""
     for module in model.modules():
         if (
-            isinstance(module, nn.Conv2d) and module.in_channels == channels and module.groups == 1
-            and module.kernel_size == module.stride and module.stride != (1, 1)
+            isinstance(module, nn.Conv2d)
+            and module.in_channels == channels
+            and module.groups == 1
+            and module.kernel_size == module.stride
+            and module.stride != (1, 1)
         ):
             return module
     return None

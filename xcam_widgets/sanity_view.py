@@ -5,6 +5,7 @@ A pure function of a `SanityResult` computed with `keep_maps=True` for one image
 calls it, and any front end draws what it returns. The maps are the *displayed* maps (ReLU,
 upsampled to the input, min-max scaled), the very maps whose SSIM the check reports.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,238 +1,36 @@
-"""The explorer's state and cache, with no widgets: what each change invalidates, and what views show.
+"""The Session: the view API over `SessionCore`, arrays and plain data for any front end.
 
-- display changes (opacity, colormap) never reach this layer: nothing is recomputed;
-- a new image starts a new generation with empty caches: a result computed for an old image is
-  stored with that image, so it is never returned for the new one;
-- an image's forward pass is kept with its autograd graph (`ForwardGraph`), so a class or a layer
-  costs one backward pass to the layers shown, never a new forward pass;
-- gradient methods are then cheap arithmetic; every result is cached per (image, layer, method,
-  class, options).
+The Explorer, the Gallery and notebooks draw what these methods return; they never reach into a
+capture or decide what to compute (see `session_core` for the caches and what invalidates them)."""
 
-Thread-safe: every use of the model holds `evaluation_mode(model)`, whose per-model lock lets
-threads (the Explorer's view and diagnostics workers) take turns; the caches have their own locks,
-never held while waiting for the model.
-"""
 from __future__ import annotations
 
-import threading
-from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
-import torch
-from torch import nn
 
 from . import views
-from .capture import Capture
-from .diagnostics import Diagnosis, diagnose_context
-from .discovery import LayerInfo, candidate_layers, default_layer
-from .explain import Explanation, assemble
-from .forward_graph import ForwardGraph
-from .images import ImageSource, load_image
-from .inputs import prepare_input
-from .methods import GRADIENT_METHODS, REGISTRY, Method, check_options, get_method
-from .methods.context import MethodContext
-from .model_state import evaluation_mode
-from .models import ModelBundle
+from .discovery import default_layer
+from .methods import GRADIENT_METHODS, REGISTRY, check_options, get_method
 from .sanity import DEFAULT_METHODS, THRESHOLD, sanity_check
 from .sanity_view import SanityView, sanity_view
-from .targets import Scorer
+from .session_core import Progress, SessionCore, options_key
 from .views import Conservation
 
-Progress = Callable[[int, int], None]
-CLASS_PASSES = 8  # classes whose gradients an image keeps
-DIAGNOSIS_BATCH = 64  # ablated copies per pass when the method has no batch_size of its own
 
-
-@dataclass(frozen=True)
-class Prediction:
-    index: int
-    name: str
-    probability: float
-    logit: float
-
-
-class LRU:
-    """A small thread-safe least-recently-used cache."""
-
-    def __init__(self, size: int):
-        self.size = size
-        self._items: OrderedDict[Hashable, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable) -> Any:
-        """The value stored under `key` (now the most recent), or None."""
-        with self._lock:
-            if key not in self._items:
-                return None
-            self._items.move_to_end(key)
-            return self._items[key]
-
-    def put(self, key: Hashable, value: Any) -> Any:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return value
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-@dataclass
-class _ClassPass:
-    """One class on one image: its scorer, its score once known, and G of the layers asked so far."""
-
-    scorer: Scorer
-    score: torch.Tensor | None = None
-    gradients: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
-@dataclass
-class _Image:
-    """One image and everything computed for it; `set_image` replaces it whole."""
-
-    generation: int
-    x: torch.Tensor
-    display: np.ndarray
-    results: LRU
-    graph: ForwardGraph | None = None
-    passes: LRU = field(default_factory=lambda: LRU(CLASS_PASSES))
-
-
-def _key(options: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
-    return tuple(sorted(options.items()))
-
-
-class Session:
-    """A model, one image and cached results for any (layer, class, method, options)."""
-
-    def __init__(self, bundle: ModelBundle | nn.Module, image: ImageSource | torch.Tensor, *, cache_size: int = 64):
-        if isinstance(bundle, nn.Module):
-            bundle = ModelBundle(type(bundle).__name__, bundle, None, [], 0)
-        if not isinstance(bundle, ModelBundle):
-            raise TypeError(f"Session needs a ModelBundle or an nn.Module, got {type(bundle).__name__}")
-        self.bundle = bundle
-        self.model = bundle.model
-        self.cache_size = cache_size
-        self.stats: Counter[str] = Counter()
-        self._layer_cache: dict[tuple[int, int, int], list[LayerInfo]] = {}
-        self._generations = 0
-        self._swap = threading.Lock()
-        self.set_image(image)
-
-    # --- the image ---------------------------------------------------------------------------
-    def set_image(self, image: ImageSource | torch.Tensor) -> None:
-        """Load, check and preprocess a new image; the old one stays if this raises. Work still
-        running for the old image finishes into the old image's caches, which are dropped."""
-        if isinstance(image, torch.Tensor):
-            x = prepare_input(self.model, image)
-            if x.shape[0] != 1:
-                raise ValueError(f"the explorer shows one image; got a batch of {x.shape[0]}")
-            shown = views.tensor_display(x[0])
-        else:
-            if self.bundle.preprocess is None:
-                raise TypeError("this model has no preprocessing: pass a preprocessed [C, H, W] tensor")
-            pil = load_image(image)
-            x = prepare_input(self.model, self.bundle.preprocess(pil))
-            shown = views.display_image(self.bundle.preprocess, pil, (x.shape[2], x.shape[3]))
-        with self._swap:
-            self._generations += 1
-            self._image = _Image(self._generations, x, shown, LRU(self.cache_size))
-
-    @property
-    def generation(self) -> int:
-        """Counts `set_image` calls: a view drawn for another generation shows another image."""
-        return self._image.generation
-
-    @property
-    def x(self) -> torch.Tensor:
-        return self._image.x
-
-    @property
-    def display(self) -> np.ndarray:
-        return self._image.display
-
-    @property
-    def graph_bytes(self) -> int:
-        """Bytes the kept forward pass holds (0 before the first computation on this image)."""
-        graph = self._image.graph
-        return 0 if graph is None else graph.nbytes()
-
-    # --- what the controls offer ---------------------------------------------------------------
-    @property
-    def layers(self) -> list[LayerInfo]:
-        return self._layers(self._image)
-
-    @property
-    def default_layer(self) -> str:
-        return default_layer(self.layers, self.model)
-
-    def class_name(self, index: int) -> str:
-        names = self.bundle.categories
-        return names[index] if 0 <= index < len(names) else f"class {index}"
-
-    @property
-    def logits(self) -> torch.Tensor:
-        logits = self._graph(self._image).logits
-        if logits is None:
-            raise ValueError("this model's output holds no logits, so the explorer cannot rank its classes")
-        return logits[0]
-
-    def predictions(self, k: int = 5) -> list[Prediction]:
-        logits = self.logits
-        probs = torch.softmax(logits.float(), dim=0)
-        top = torch.topk(probs, min(k, probs.numel()))
-        return [
-            Prediction(int(i), self.class_name(int(i)), float(p), float(logits[i]))
-            for p, i in zip(top.values, top.indices)
-        ]
-
-    # --- results -------------------------------------------------------------------------------
-    def capture(self, target: int | None, layers: Sequence[str] | None = None) -> Capture:
-        """A of every candidate layer and G = ∂S_c/∂A of `layers` (default: all) for class `target`
-        (top-1 for None). The forward pass is the image's kept one; missing gradients cost one
-        backward pass."""
-        image = self._image
-        names = [info.name for info in self._layers(image)] if layers is None else list(layers)
-        return self._capture(image, self._target(image, target), names)
-
-    def explanation(self, layer: str, method: str, target: int | None = None,
-                    progress: Progress | None = None, **options: Any) -> Explanation:
-        spec = get_method(method)
-        image = self._image
-        checked = check_options(spec, options)
-        return self._explanation(image, layer, spec, self._target(image, target), checked, progress)
-
-    def diagnosis(self, layer: str, method: str, target: int | None = None, batch_size: int | None = None,
-                  progress: Progress | None = None, **options: Any) -> Diagnosis:
-        """Axiom diagnostics. `batch_size` is the ablated copies per pass, and the method's own batch
-        size where it has one; None: the method's default batch size, else DIAGNOSIS_BATCH."""
-        spec = get_method(method)
-        if batch_size is not None and "batch_size" in spec.options:
-            options = {**options, "batch_size": batch_size}
-        options = check_options(spec, options)
-        batch = batch_size if batch_size is not None else options.get("batch_size", DIAGNOSIS_BATCH)
-        image = self._image
-        target = self._target(image, target)
-        key = ("diagnose", layer, spec.name, target, batch, _key(options))
-        found = image.results.get(key)
-        if found is not None:
-            return found
-        with evaluation_mode(self.model):
-            found = image.results.get(key)  # another thread may have computed it while this one waited
-            if found is not None:
-                return found
-            cap = self._capture(image, target, [layer])
-            self.stats["diagnosis"] += 1
-            ctx = MethodContext(self.model, image.x, layer, cap, progress=progress)
-            return image.results.put(key, diagnose_context(ctx, spec.name, options, batch))
+class Session(SessionCore):
+    """A model, one image and cached results for any (layer, class, method, options), with views."""
 
     # --- the view API: arrays and plain data for any front end -----------------------------------
-    def low_res_map(self, layer: str, method: str, target: int | None = None, *,
-                    options: Mapping[str, Any] | None = None, progress: Progress | None = None) -> np.ndarray:
+    def low_res_map(
+        self,
+        layer: str,
+        method: str,
+        target: int | None = None,
+        *,
+        options: Mapping[str, Any] | None = None,
+        progress: Progress | None = None,
+    ) -> np.ndarray:
         """`method`'s map at `layer` for class `target`, `[h, w]` in [0, 1] (see `views.low_res_map`)."""
         return views.low_res_map(self.explanation(layer, method, target, progress, **dict(options or {})).raw)
 
@@ -240,10 +38,15 @@ class Session:
         """Σ M of each method (default: the gradient methods with a score scale) against S_c."""
         image = self._image
         target = self._target(image, target)
-        chosen = [get_method(m) for m in methods] if methods is not None else \
-            [REGISTRY[m] for m in GRADIENT_METHODS if REGISTRY[m].scaled]
-        sums = tuple(float(self._explanation(image, layer, spec, target, check_options(spec, {}), None).raw.sum())
-                     for spec in chosen)
+        chosen = (
+            [get_method(m) for m in methods]
+            if methods is not None
+            else [REGISTRY[m] for m in GRADIENT_METHODS if REGISTRY[m].scaled]
+        )
+        sums = tuple(
+            float(self._explanation(image, layer, spec, target, check_options(spec, {}), None).raw.sum())
+            for spec in chosen
+        )
         score = float(self._capture(image, target, [layer]).score[0])
         return Conservation(layer, target, tuple(spec.name for spec in chosen), sums, score)
 
@@ -251,8 +54,15 @@ class Session:
         """Up to `count` layers spread through the network up to the default layer."""
         return views.spread_layers(self.layers, self.default_layer, count)
 
-    def sweep_maps(self, method: str, target: int | None = None, layers: Sequence[str] | None = None, *,
-                   options: Mapping[str, Any] | None = None, progress: Progress | None = None) -> dict[str, np.ndarray]:
+    def sweep_maps(
+        self,
+        method: str,
+        target: int | None = None,
+        layers: Sequence[str] | None = None,
+        *,
+        options: Mapping[str, Any] | None = None,
+        progress: Progress | None = None,
+    ) -> dict[str, np.ndarray]:
         """Layer name → `method`'s low-resolution map, for `layers` (default: `sweep_layers()`);
         their gradients come from one backward pass."""
         spec = get_method(method)
@@ -262,12 +72,20 @@ class Session:
         infos = self._layers(image)
         names = list(layers) if layers is not None else views.spread_layers(infos, default_layer(infos, self.model))
         self._capture(image, target, names)
-        return {name: views.low_res_map(self._explanation(image, name, spec, target, checked, progress).raw)
-                for name in names}
+        return {
+            name: views.low_res_map(self._explanation(image, name, spec, target, checked, progress).raw)
+            for name in names
+        }
 
-    def method_maps(self, layer: str, target: int | None = None, methods: Sequence[str] = GRADIENT_METHODS, *,
-                    options: Mapping[str, Mapping[str, Any]] | None = None,
-                    progress: Progress | None = None) -> dict[str, np.ndarray]:
+    def method_maps(
+        self,
+        layer: str,
+        target: int | None = None,
+        methods: Sequence[str] = GRADIENT_METHODS,
+        *,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
+        progress: Progress | None = None,
+    ) -> dict[str, np.ndarray]:
         """Method name → its low-resolution map at `layer`; `options` maps a method to its options."""
         image = self._image
         target = self._target(image, target)
@@ -278,19 +96,39 @@ class Session:
             maps[spec.name] = views.low_res_map(self._explanation(image, layer, spec, target, checked, progress).raw)
         return maps
 
-    def class_maps(self, layer: str, method: str, targets: Sequence[int], *,
-                   options: Mapping[str, Any] | None = None, progress: Progress | None = None) -> dict[int, np.ndarray]:
+    def class_maps(
+        self,
+        layer: str,
+        method: str,
+        targets: Sequence[int],
+        *,
+        options: Mapping[str, Any] | None = None,
+        progress: Progress | None = None,
+    ) -> dict[int, np.ndarray]:
         """Class index → `method`'s low-resolution map at `layer` for that class."""
         spec = get_method(method)
         checked = check_options(spec, dict(options or {}))
         image = self._image
-        return {int(t): views.low_res_map(self._explanation(image, layer, spec, self._target(image, t), checked,
-                                                            progress).raw) for t in targets}
+        return {
+            int(t): views.low_res_map(
+                self._explanation(image, layer, spec, self._target(image, t), checked, progress).raw
+            )
+            for t in targets
+        }
 
-    def sanity(self, layer: str, methods: Sequence[str] = DEFAULT_METHODS, target: int | None = None, *,
-               steps: str = "tail", random_classes: int = 3, seed: int = 0, threshold: float = THRESHOLD,
-               options: Mapping[str, Mapping[str, Any]] | None = None,
-               progress: Progress | None = None) -> SanityView:
+    def sanity(
+        self,
+        layer: str,
+        methods: Sequence[str] = DEFAULT_METHODS,
+        target: int | None = None,
+        *,
+        steps: str = "tail",
+        random_classes: int = 3,
+        seed: int = 0,
+        threshold: float = THRESHOLD,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
+        progress: Progress | None = None,
+    ) -> SanityView:
         """The sanity checks of `methods` at `layer` for class `target` (see `sanity_check`): the
         cascading randomisation (`steps="tail"`: the layers after `layer`, output first) and the
         random-logit test, as plain data per method (`sanity_view`: the displayed maps, which SSIM
@@ -305,14 +143,34 @@ class Session:
             raise ValueError(f"options name method {sorted(set(given) - set(names))[0]!r}, which is not checked")
         checked = {name: check_options(REGISTRY[name], given.get(name, {})) for name in names}
         target = self._target(image, target)
-        key = ("sanity", layer, names, target, steps, random_classes, seed, threshold,
-               tuple((name, _key(values)) for name, values in checked.items()))
+        key = (
+            "sanity",
+            layer,
+            names,
+            target,
+            steps,
+            random_classes,
+            seed,
+            threshold,
+            tuple((name, options_key(values)) for name, values in checked.items()),
+        )
         found = image.results.get(key)
         if found is None:
-            result = sanity_check(self.model, image.x, layer, names, target, ("cascading", "random_logit"),
-                                  seed=seed, progress=progress, steps=steps, random_classes=random_classes,
-                                  threshold=threshold, options={n: o for n, o in checked.items() if o},
-                                  keep_maps=True)
+            result = sanity_check(
+                self.model,
+                image.x,
+                layer,
+                names,
+                target,
+                ("cascading", "random_logit"),
+                seed=seed,
+                progress=progress,
+                steps=steps,
+                random_classes=random_classes,
+                threshold=threshold,
+                options={n: o for n, o in checked.items() if o},
+                keep_maps=True,
+            )
             self.stats["sanity"] += 1
             found = image.results.put(key, sanity_view(result, target))
         return found
@@ -326,71 +184,3 @@ class Session:
         if isinstance(channel, bool) or not isinstance(channel, (int, np.integer)) or not 0 <= channel < channels:
             raise ValueError(f"channel must be an int in 0..{channels - 1} for layer {layer!r}, got {channel!r}")
         return activations[layer][0, int(channel)].float().cpu().numpy()
-
-    # --- internals: every path below takes the image it works for ----------------------------------
-    def _layers(self, image: _Image) -> list[LayerInfo]:
-        shape = (image.x.shape[1], image.x.shape[2], image.x.shape[3])
-        found = self._layer_cache.get(shape)
-        if found is None:
-            found = self._layer_cache.setdefault(shape, candidate_layers(self.model, shape))
-        return found
-
-    def _check_layers(self, image: _Image, layers: Sequence[str]) -> None:
-        infos = self._layers(image)
-        known = {info.name for info in infos}
-        for layer in layers:
-            if layer not in known:
-                choices = ", ".join(info.name for info in infos[-5:])
-                raise ValueError(f"layer {layer!r} is not a candidate layer of this model (e.g. {choices})")
-
-    def _graph(self, image: _Image) -> ForwardGraph:
-        """The image's forward pass with every candidate layer recorded: computed once."""
-        if image.graph is None:
-            with evaluation_mode(self.model):
-                if image.graph is None:
-                    names = [info.name for info in self._layers(image)]
-                    image.graph = ForwardGraph(self.model, image.x, names)
-                    self.stats["forward"] += 1
-        return image.graph
-
-    def _target(self, image: _Image, target: int | None) -> int:
-        """The class index shown: `target`, or the top-1 class for None."""
-        if target is not None:
-            return target
-        classes = self._graph(image).scorer(None).classes
-        if classes is None:
-            raise ValueError("this model's output holds no logits: choose a class index")
-        return int(classes[0])
-
-    def _capture(self, image: _Image, target: int, names: Sequence[str]) -> Capture:
-        if not names:
-            raise ValueError("no layers given: name at least one candidate layer")
-        self._check_layers(image, names)
-        with evaluation_mode(self.model):
-            graph = self._graph(image)
-            found = image.passes.get(target)
-            if found is None:
-                found = image.passes.put(target, _ClassPass(graph.scorer(target)))
-            missing = [name for name in dict.fromkeys(names) if name not in found.gradients]
-            if missing:
-                found.score, gradients = graph.gradients(found.scorer, missing)
-                found.gradients.update(gradients)
-                self.stats["backward"] += 1
-            return Capture(logits=graph.logits, score=found.score, scorer=found.scorer,
-                           activations=graph.activations, gradients={n: found.gradients[n] for n in names})
-
-    def _explanation(self, image: _Image, layer: str, spec: Method, target: int, options: dict[str, Any],
-                     progress: Progress | None) -> Explanation:
-        key = ("explain", layer, spec.name, target, _key(options))
-        found = image.results.get(key)
-        if found is not None:
-            return found
-        with evaluation_mode(self.model):
-            found = image.results.get(key)  # another thread may have computed it while this one waited
-            if found is not None:
-                return found
-            cap = self._capture(image, target, [layer])
-            self.stats["method"] += 1
-            parts = spec.run(MethodContext(self.model, image.x, layer, cap, None, progress), **options)
-            return image.results.put(key, assemble(spec, layer, cap, parts, False, image.x.shape[2:]))
-

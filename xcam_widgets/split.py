@@ -8,6 +8,7 @@ so nothing before the layer runs again per ablation batch. Where tracing fails, 
 flow, and many other types), or the traced tail does not reproduce the model's score, a hook-based
 fallback replays the whole model with the layer's output replaced: slower, always correct.
 """
+
 from __future__ import annotations
 
 import weakref
@@ -53,9 +54,7 @@ class TailGraph:
 # Grad-CAM. A trace, or the reason it failed, is reused while the model's structure (`_structure`)
 # is the one it was made from. A failure is kept as its message: an exception's frames would hold
 # the model.
-_TRACES: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple[Hashable, TailGraph | str]]] = (
-    weakref.WeakKeyDictionary()
-)
+_TRACES: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple[Hashable, TailGraph | str]]] = weakref.WeakKeyDictionary()
 
 
 def _structure(model: nn.Module) -> Hashable:
@@ -63,9 +62,7 @@ def _structure(model: nn.Module) -> Hashable:
     `training` flag (code may branch on it) and any `forward` assigned on the instance. A trace keeps
     its submodules alive, so an id cannot be reused by a replacement while the trace that names it
     is cached."""
-    return tuple(
-        (name, id(m), type(m), m.training, m.__dict__.get("forward")) for name, m in model.named_modules()
-    )
+    return tuple((name, id(m), type(m), m.training, m.__dict__.get("forward")) for name, m in model.named_modules())
 
 
 def trace_tail(model: nn.Module, layer: str) -> TailGraph:
@@ -169,9 +166,7 @@ def _hook_tail(model: nn.Module, layer_module: nn.Module, x: torch.Tensor) -> Ta
     return run
 
 
-def make_tail(
-    model: nn.Module, layer: str, x: torch.Tensor, check: Callable[[Tail], bool]
-) -> tuple[Tail, bool]:
+def make_tail(model: nn.Module, layer: str, x: torch.Tensor, check: Callable[[Tail], bool]) -> tuple[Tail, bool]:
     """The tail after `layer` for inputs `x`, and whether it is the fast traced one.
 
     `check(tail)` must confirm that the tail reproduces the model's scores on the clean

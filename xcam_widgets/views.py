@@ -3,6 +3,7 @@
 Pure functions with no widgets and no model; `Session` calls them on its cached results, and any
 front end (the Explorer, a gallery, a sanity-check tab) draws what they return.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -55,8 +56,9 @@ def spread_layers(layers: Sequence[LayerInfo], last: str, count: int = SWEEP_LAY
     return [names[i] for i in picks]
 
 
-def display_image(preprocess: Callable[[Image.Image], torch.Tensor], image: Image.Image,
-                  size: tuple[int, int]) -> np.ndarray:
+def display_image(
+    preprocess: Callable[[Image.Image], torch.Tensor], image: Image.Image, size: tuple[int, int]
+) -> np.ndarray:
     """The photo as the model sees it, before normalisation: `[H, W, 3]` uint8.
 
     The geometric steps (resize, crop) of a torchvision pipeline are replayed on the PIL image;

@@ -51,6 +51,7 @@ Contract for the Gallery and other consumers:
   image or raw pixels (uint8, or float in [0, 1]; not normalised) and an int label, -1 or None
   if unknown.
 """
+
 from __future__ import annotations
 
 from .arguments import ENGINES
@@ -63,7 +64,26 @@ from .sources import DatasetSource, FolderSource, ImageBatch, ShapesSource, Sour
 from .table import COLUMNS, METRICS, output_paths, read_table, run_paths, summarize, table_columns, wilson_interval
 
 __all__ = [
-    "COLUMNS", "ENGINES", "METRICS", "BatchResult", "DatasetSource", "EvaluationResult", "FolderSource", "ImageBatch",
-    "MapStore", "OnRows", "ShapesSource", "Source", "evaluate", "evaluate_batch", "open_images", "open_result",
-    "output_paths", "read_table", "run_paths", "summarize", "table_columns", "wilson_interval",
+    "COLUMNS",
+    "ENGINES",
+    "METRICS",
+    "BatchResult",
+    "DatasetSource",
+    "EvaluationResult",
+    "FolderSource",
+    "ImageBatch",
+    "MapStore",
+    "OnRows",
+    "ShapesSource",
+    "Source",
+    "evaluate",
+    "evaluate_batch",
+    "open_images",
+    "open_result",
+    "output_paths",
+    "read_table",
+    "run_paths",
+    "summarize",
+    "table_columns",
+    "wilson_interval",
 ]

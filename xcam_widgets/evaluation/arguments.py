@@ -1,4 +1,5 @@
 """The runner's argument checks: each bad argument gets an error that names it, before any work."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,8 +37,10 @@ def check_device(device: str | torch.device | None, here: bool = True) -> torch.
     if here and parsed.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise ValueError(f"device {str(device)!r}: this machine has no CUDA GPU that torch can use "
-                             "(torch.cuda.is_available() is False); use device='cpu'")
+            raise ValueError(
+                f"device {str(device)!r}: this machine has no CUDA GPU that torch can use "
+                "(torch.cuda.is_available() is False); use device='cpu'"
+            )
         if parsed.index is not None and parsed.index >= count:
             raise ValueError(f"device {str(device)!r}: this machine has {count} CUDA GPU(s), numbered from 0")
     if here and parsed.type == "mps" and not torch.backends.mps.is_available():
@@ -45,8 +48,9 @@ def check_device(device: str | torch.device | None, here: bool = True) -> torch.
     return parsed
 
 
-def make_bundle(model_or_name: Any, device: torch.device | str | None, preprocess: Callable | None,
-                images: Any) -> ModelBundle:
+def make_bundle(
+    model_or_name: Any, device: torch.device | str | None, preprocess: Callable | None, images: Any
+) -> ModelBundle:
     """The model with its preprocess and class names; moved to `device` (holding its lock) if given."""
     if isinstance(model_or_name, str):
         bundle = load_model(model_or_name, device=device)
@@ -82,8 +86,9 @@ def method_names(methods: str | Sequence[str]) -> list[str]:
     return names
 
 
-def checked_method_options(options: Mapping[str, Mapping[str, Any]] | None,
-                           methods: list[str]) -> dict[str, dict[str, Any]]:
+def checked_method_options(
+    options: Mapping[str, Mapping[str, Any]] | None, methods: list[str]
+) -> dict[str, dict[str, Any]]:
     if options is None:
         return {}
     if not isinstance(options, Mapping):
@@ -115,12 +120,16 @@ def chosen_metrics(metrics: Sequence[str] | None, has_masks: bool) -> tuple[str,
     if isinstance(metrics, str):
         metrics = [m.strip() for m in metrics.split(",") if m.strip()]
     if not isinstance(metrics, Sequence) or not all(isinstance(m, str) for m in metrics):
-        raise TypeError(f"metrics must be None, a comma-separated str or a list of names from {METRICS}, "
-                        f"got {metrics!r}")
+        raise TypeError(
+            f"metrics must be None, a comma-separated str or a list of names from {METRICS}, got {metrics!r}"
+        )
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or not metrics:
-        raise ValueError(f"unknown metric {unknown[0]!r}; accepted: {', '.join(METRICS)}" if unknown
-                         else f"metrics is empty; accepted: {', '.join(METRICS)}")
+        raise ValueError(
+            f"unknown metric {unknown[0]!r}; accepted: {', '.join(METRICS)}"
+            if unknown
+            else f"metrics is empty; accepted: {', '.join(METRICS)}"
+        )
     without = [m for m in metrics if m in LOCALISATION and not has_masks]
     if without:
         raise ValueError(f"metric {without[0]!r} needs ground-truth masks, which only the shapes benchmark has")
@@ -140,6 +149,13 @@ def layer_names(bundle: ModelBundle, layers: Any, source: Source) -> list[str]:
 
 
 __all__ = [
-    "ENGINES", "TARGETS", "check_device", "check_target", "chosen_metrics", "layer_names", "make_bundle",
-    "method_names", "checked_method_options",
+    "ENGINES",
+    "TARGETS",
+    "check_device",
+    "check_target",
+    "chosen_metrics",
+    "layer_names",
+    "make_bundle",
+    "method_names",
+    "checked_method_options",
 ]

@@ -6,6 +6,7 @@ pandas, no I/O, no state) and each row's small raw map, so that an engine may ca
 lock (`evaluation_mode`) from its first pass to its last, and releases it at the end, so that a
 widget sharing the model runs between two batches.
 """
+
 from __future__ import annotations
 
 import math
@@ -64,23 +65,52 @@ def evaluate_batch(
     for failure in batch.failures:
         for m, method in enumerate(methods):
             for l_index, layer in enumerate(layers):
-                rows.append({
-                    "row": row_key(failure.position, m, l_index, *shape), "image": failure.image, "method": method,
-                    "layer": layer, "class": UNKNOWN_LABEL, "class_name": "", "label": UNKNOWN_LABEL,
-                    "predicted": UNKNOWN_LABEL, ERROR_COLUMN: failure.message,
-                })
+                rows.append(
+                    {
+                        "row": row_key(failure.position, m, l_index, *shape),
+                        "image": failure.image,
+                        "method": method,
+                        "layer": layer,
+                        "class": UNKNOWN_LABEL,
+                        "class_name": "",
+                        "label": UNKNOWN_LABEL,
+                        "predicted": UNKNOWN_LABEL,
+                        ERROR_COLUMN: failure.message,
+                    }
+                )
     if len(batch):
         with evaluation_mode(bundle.model):
-            _loaded_rows(bundle, batch, methods, layers, target, metrics, steps, tolerance, chunk_size,
-                         method_options or {}, rows, maps)
+            _loaded_rows(
+                bundle,
+                batch,
+                methods,
+                layers,
+                target,
+                metrics,
+                steps,
+                tolerance,
+                chunk_size,
+                method_options or {},
+                rows,
+                maps,
+            )
     rows.sort(key=lambda row: row["row"])
     return BatchResult(rows, maps)
 
 
 def _loaded_rows(
-    bundle: ModelBundle, batch: ImageBatch, methods: Sequence[str], layers: Sequence[str], target: EvalTarget,
-    metrics: Sequence[str], steps: int, tolerance: int | None, chunk_size: int,
-    options: Mapping[str, Mapping[str, Any]], rows: list[dict], maps: dict[int, np.ndarray],
+    bundle: ModelBundle,
+    batch: ImageBatch,
+    methods: Sequence[str],
+    layers: Sequence[str],
+    target: EvalTarget,
+    metrics: Sequence[str],
+    steps: int,
+    tolerance: int | None,
+    chunk_size: int,
+    options: Mapping[str, Mapping[str, Any]],
+    rows: list[dict],
+    maps: dict[int, np.ndarray],
 ) -> None:
     """Append the rows and maps of the batch's loaded images (inside `evaluation_mode`)."""
     model = bundle.model
@@ -129,8 +159,14 @@ def _loaded_rows(
                 key = row_key(position, m, l_index, *shape)
                 label = label_list[i]
                 row = {
-                    "row": key, "image": image, "method": method, "layer": layer, "class": class_list[i],
-                    "class_name": names[i], "label": label, "predicted": predicted_list[i],
+                    "row": key,
+                    "image": image,
+                    "method": method,
+                    "layer": layer,
+                    "class": class_list[i],
+                    "class_name": names[i],
+                    "label": label,
+                    "predicted": predicted_list[i],
                     "confidence": confidence_list[i],
                     "correct": label == predicted_list[i] if label != UNKNOWN_LABEL else math.nan,
                 }
@@ -141,8 +177,14 @@ def _loaded_rows(
 
 
 def _explanations(
-    model: nn.Module, x: torch.Tensor, layers: Sequence[str], method: str, classes: torch.Tensor,
-    metrics: Sequence[str], batch_size: int, options: Mapping[str, Any],
+    model: nn.Module,
+    x: torch.Tensor,
+    layers: Sequence[str],
+    method: str,
+    classes: torch.Tensor,
+    metrics: Sequence[str],
+    batch_size: int,
+    options: Mapping[str, Any],
 ) -> Iterator[tuple[str, Any, Any]]:
     """(layer, Explanation, Diagnosis or None) per layer: `diagnose` (which carries the
     explanation) when diagnostics are asked for, else one `explain` call for all layers."""
@@ -156,8 +198,9 @@ def _explanations(
             yield layer, result, None
 
 
-def _classes(labels: torch.Tensor | None, predicted: torch.Tensor, logits: torch.Tensor, target: EvalTarget,
-             batch: ImageBatch) -> torch.Tensor:
+def _classes(
+    labels: torch.Tensor | None, predicted: torch.Tensor, logits: torch.Tensor, target: EvalTarget, batch: ImageBatch
+) -> torch.Tensor:
     """The class each map explains: see `evaluate_batch`'s `target`."""
     known = labels >= 0 if labels is not None else torch.zeros_like(predicted, dtype=torch.bool)
     if target is None:

@@ -1,4 +1,5 @@
 """Writing a run's files whole or not at all, so that a crash never leaves half a file to resume from."""
+
 from __future__ import annotations
 
 import os

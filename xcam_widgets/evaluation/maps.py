@@ -6,6 +6,7 @@ pixels a side and stored as float16 (values clipped to float16's finite range). 
 different sizes fit in one store: on disk, one flat float16 buffer with each map's row key,
 offset into it and shape (`ARRAY_NAMES`), in an `.npz` file read without pickle.
 """
+
 from __future__ import annotations
 
 import io
@@ -70,7 +71,7 @@ class MapStore(Mapping[int, np.ndarray]):
         if i is None:
             raise KeyError(f"no map for row {row}")
         h, w = self._shapes[i]
-        return self._values[self._offsets[i]:self._offsets[i + 1]].reshape(h, w)
+        return self._values[self._offsets[i] : self._offsets[i + 1]].reshape(h, w)
 
     def __len__(self) -> int:
         return len(self._flat) + len(self._added)
@@ -102,8 +103,12 @@ class MapStore(Mapping[int, np.ndarray]):
         """The store of `to_arrays`'s output (e.g. from an `.npz` file); checks that it is whole."""
         rows, offsets, shapes, values = (np.asarray(arrays[name]) for name in ARRAY_NAMES)
         n = len(rows)
-        if offsets.shape != (n + 1,) or shapes.shape != (n, 2) or int(offsets[-1]) != len(values) or (
-                n and not np.array_equal(np.diff(offsets), shapes.prod(axis=1))):
+        if (
+            offsets.shape != (n + 1,)
+            or shapes.shape != (n, 2)
+            or int(offsets[-1]) != len(values)
+            or (n and not np.array_equal(np.diff(offsets), shapes.prod(axis=1)))
+        ):
             raise ValueError("the maps' offsets, shapes and values do not fit together: the file is damaged")
         store = cls()
         store._rows, store._offsets, store._shapes = rows.astype(np.int64), offsets, shapes
@@ -119,12 +124,14 @@ class MapStore(Mapping[int, np.ndarray]):
         if not arrays:
             return cls()
         shapes = np.concatenate([a["map_shapes"] for a in arrays]).reshape(-1, 2)
-        return cls.from_arrays({
-            "map_rows": np.concatenate([a["map_rows"] for a in arrays]),
-            "map_offsets": np.concatenate([[0], np.cumsum(shapes.prod(axis=1))]).astype(np.int64),
-            "map_shapes": shapes,
-            "map_values": np.concatenate([a["map_values"] for a in arrays]),
-        })
+        return cls.from_arrays(
+            {
+                "map_rows": np.concatenate([a["map_rows"] for a in arrays]),
+                "map_offsets": np.concatenate([[0], np.cumsum(shapes.prod(axis=1))]).astype(np.int64),
+                "map_shapes": shapes,
+                "map_values": np.concatenate([a["map_values"] for a in arrays]),
+            }
+        )
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the store to `path` (an `.npz` file), whole or not at all (a temporary file, then a rename)."""

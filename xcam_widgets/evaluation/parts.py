@@ -7,6 +7,7 @@ maps (`MapStore` arrays), read back without pickle. `manifest.json` records what
 depend on; a rerun with other settings stops with an error rather than mixing two evaluations.
 A rerun with the same ones reads the parts and computes only the positions missing from them.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -55,8 +56,11 @@ def encode_part(positions: Sequence[int], result: BatchResult) -> bytes:
 def decode_part(data: bytes | Path) -> Part:
     """The `Part` of `encode_part`'s bytes or of a part file."""
     with np.load(io.BytesIO(data) if isinstance(data, bytes) else data, allow_pickle=False) as arrays:
-        return Part(arrays["positions"].tolist(), json.loads(arrays["table_rows"].tobytes()),
-                    MapStore.from_arrays({name: arrays[name] for name in ARRAY_NAMES}))
+        return Part(
+            arrays["positions"].tolist(),
+            json.loads(arrays["table_rows"].tobytes()),
+            MapStore.from_arrays({name: arrays[name] for name in ARRAY_NAMES}),
+        )
 
 
 class PartsFolder:

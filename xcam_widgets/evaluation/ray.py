@@ -4,6 +4,7 @@ Same table, maps and part files as the local engine. Ray (`pip install xcam-widg
 imported only when the engine runs. How it schedules, retries and resumes, and the Ray versions
 it supports: docs/ray.md.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,9 +33,20 @@ INSTALL_HINT = "engine='ray' needs Ray: pip install xcam-widgets[ray]"
 
 
 def evaluate_on_ray(
-    model: str | ModelBundle, source: Source, methods: Sequence[str], layers: Sequence[str],
-    batch_options: Mapping[str, Any], collector: Collector, *, batch_size: int, device: str | torch.device | None,
-    strict: bool, progress: bool, description: str, stop: threading.Event | None, **options: Any,
+    model: str | ModelBundle,
+    source: Source,
+    methods: Sequence[str],
+    layers: Sequence[str],
+    batch_options: Mapping[str, Any],
+    collector: Collector,
+    *,
+    batch_size: int,
+    device: str | torch.device | None,
+    strict: bool,
+    progress: bool,
+    description: str,
+    stop: threading.Event | None,
+    **options: Any,
 ) -> None:
     """Evaluate the images not yet in `collector` on Ray actors; `evaluate` checks the arguments.
 
@@ -56,7 +68,7 @@ def evaluate_on_ray(
     if not pending or (stop is not None and stop.is_set()):
         return  # all in the parts already: no Ray needed
     ray = import_ray()
-    plan = [{"positions": pending[start:start + batch_size]} for start in range(0, len(pending), batch_size)]
+    plan = [{"positions": pending[start : start + batch_size]} for start in range(0, len(pending), batch_size)]
     with _connected(ray, settings["address"]), _data_context(ray, settings["max_retries"]), _quiet():
         gpus_per_worker, workers = pool_size(ray, settings, device)
         workers = min(workers, len(plan))  # no actor without a batch to run
@@ -69,17 +81,31 @@ def evaluate_on_ray(
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=workers),
             fn_constructor_kwargs=dict(
-                model=shipped, source=source, methods=list(methods), layers=list(layers),
-                batch_options=dict(batch_options), device=None if device is None else str(device), strict=strict,
-                threads=max(1, int(settings["cpus_per_worker"])), batch_hook=settings["batch_hook"],
+                model=shipped,
+                source=source,
+                methods=list(methods),
+                layers=list(layers),
+                batch_options=dict(batch_options),
+                device=None if device is None else str(device),
+                strict=strict,
+                threads=max(1, int(settings["cpus_per_worker"])),
+                batch_hook=settings["batch_hook"],
             ),
             num_cpus=settings["cpus_per_worker"],
             num_gpus=gpus_per_worker,
             max_restarts=-1,  # a dead actor is always replaced ...
             max_task_retries=settings["max_retries"],  # ... and its batch retried at most this often
         )
-        failure = _collect(ray, dataset, collector, stop, len(source), len(source) - len(pending), progress,
-                           f"{description} on {workers} Ray worker(s)")
+        failure = _collect(
+            ray,
+            dataset,
+            collector,
+            stop,
+            len(source),
+            len(source) - len(pending),
+            progress,
+            f"{description} on {workers} Ray worker(s)",
+        )
         if failure is not None:
             # Raised here, not in the handler, so that it carries no reference to the Ray error, whose
             # traceback holds the actors (and their CPUs and GPUs) for as long as the caller keeps it.
@@ -88,8 +114,16 @@ def evaluate_on_ray(
             raise failure
 
 
-def _collect(ray: Any, dataset: Any, collector: Collector, stop: threading.Event | None, total: int, done: int,
-             progress: bool, description: str) -> Exception | None:
+def _collect(
+    ray: Any,
+    dataset: Any,
+    collector: Collector,
+    stop: threading.Event | None,
+    total: int,
+    done: int,
+    progress: bool,
+    description: str,
+) -> Exception | None:
     """Write each batch as it arrives (no prefetching: a finished batch is kept before any later
     batch can fail and end the run); the worker's own exception, if one ended the run."""
     blocks = dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0)
@@ -120,8 +154,15 @@ class BatchEvaluator:
     blocks) and returns {"part": the batch's part file bytes} per row."""
 
     def __init__(
-        self, model: Any, source: Source, methods: Sequence[str], layers: Sequence[str],
-        batch_options: Mapping[str, Any], device: str | None, strict: bool, threads: int,
+        self,
+        model: Any,
+        source: Source,
+        methods: Sequence[str],
+        layers: Sequence[str],
+        batch_options: Mapping[str, Any],
+        device: str | None,
+        strict: bool,
+        threads: int,
         batch_hook: Callable | None,
     ) -> None:
         if device is None:
@@ -155,8 +196,10 @@ def _worker_error(err: Exception, collector: Collector) -> Exception | None:
     if not isinstance(cause, Exception):
         return None
     if hasattr(cause, "add_note") and collector.parts is not None:  # Python >= 3.11
-        cause.add_note(f"(raised in a Ray worker; the batches done so far are in {str(collector.parts.path)!r}: "
-                       "a rerun with the same out resumes from them)")
+        cause.add_note(
+            f"(raised in a Ray worker; the batches done so far are in {str(collector.parts.path)!r}: "
+            "a rerun with the same out resumes from them)"
+        )
     return cause
 
 
@@ -211,8 +254,10 @@ def _connected(ray: Any, address: str | None) -> Iterator[None]:
 def _quiet() -> Iterator[None]:
     """Without Ray Data's notes that its own bars are off and that the run finished (the tqdm bar
     says both), and without the deprecation of the retry keywords (docs/ray.md)."""
-    loggers = {"ray.data._internal.progress": logging.ERROR,
-               "ray.data._internal.execution.streaming_executor": logging.WARNING}
+    loggers = {
+        "ray.data._internal.progress": logging.ERROR,
+        "ray.data._internal.execution.streaming_executor": logging.WARNING,
+    }
     levels = {name: logging.getLogger(name).level for name in loggers}
     for name, level in loggers.items():
         logging.getLogger(name).setLevel(level)
@@ -251,9 +296,17 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise ValueError(
-            f"engine_options: unknown option(s) {unknown} for engine='ray'; accepted: {', '.join(OPTIONS)}")
-    settings = {"address": None, "workers": None, "gpus_per_worker": None, "cpus_per_worker": 1, "max_retries": 3,
-                "batch_hook": None, **options}
+            f"engine_options: unknown option(s) {unknown} for engine='ray'; accepted: {', '.join(OPTIONS)}"
+        )
+    settings = {
+        "address": None,
+        "workers": None,
+        "gpus_per_worker": None,
+        "cpus_per_worker": 1,
+        "max_retries": 3,
+        "batch_hook": None,
+        **options,
+    }
     address = settings["address"]
     if address is not None and not isinstance(address, str):
         raise TypeError(f"engine_options['address'] must be a str, e.g. 'auto' or 'ray://host:10001'; got {address!r}")

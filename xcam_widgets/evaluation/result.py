@@ -5,6 +5,7 @@ the maps (`results.maps.npz`, a `MapStore`) and what is needed to show the run a
 (`results.meta.json`), each whole or not at all; its batches stay in `results.parts/`. A run that
 stopped early has only its parts. `open_result` reads either.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,13 +48,15 @@ def prepare_out(out: str | os.PathLike, manifest: dict[str, Any], overwrite: boo
     an existing table from another run fail here; with `overwrite`, the old files go first."""
     paths = run_paths(out)
     if paths.table.is_dir():
-        raise IsADirectoryError(f"out {os.fspath(out)!r}: {str(paths.table)!r} is a directory; give a file path "
-                                "such as results.csv")
+        raise IsADirectoryError(
+            f"out {os.fspath(out)!r}: {str(paths.table)!r} is a directory; give a file path such as results.csv"
+        )
     parts = PartsFolder(paths.parts)
     if not overwrite and paths.table.exists() and parts.manifest() is None:
         raise FileExistsError(
             f"out {os.fspath(out)!r} exists and has no {paths.parts.name}/ to resume from; pass overwrite=True "
-            "(--overwrite) to replace it, or use another out")
+            "(--overwrite) to replace it, or use another out"
+        )
     try:
         paths.table.parent.mkdir(parents=True, exist_ok=True)
         if overwrite:
@@ -98,15 +101,22 @@ def _from_parts(parts: PartsFolder) -> EvaluationResult:
     if manifest is None:
         raise ValueError(f"{str(parts.path)!r} is not a parts folder of xw.evaluate (no manifest.json)")
     if manifest.get("format") != FORMAT:
-        raise ValueError(f"{str(parts.path)!r} was written by another version of xcam-widgets (format "
-                         f"{manifest.get('format', 1)}, this one reads {FORMAT}); rerun with overwrite=True")
+        raise ValueError(
+            f"{str(parts.path)!r} was written by another version of xcam-widgets (format "
+            f"{manifest.get('format', 1)}, this one reads {FORMAT}); rerun with overwrite=True"
+        )
     found = parts.read()
     rows = {row["row"]: row for part in reversed(found) for row in part.rows}
     meta = manifest["meta"]
     table = rows_frame(list(rows.values()), meta["columns"])
     done = {p for part in found for p in part.positions}
-    return EvaluationResult(table, summarize(table), MapStore.concat([part.maps for part in found]), meta,
-                            complete=len(done) >= meta["images_count"])
+    return EvaluationResult(
+        table,
+        summarize(table),
+        MapStore.concat([part.maps for part in found]),
+        meta,
+        complete=len(done) >= meta["images_count"],
+    )
 
 
 __all__ = ["EvaluationResult", "open_result", "prepare_out", "write_outputs"]

@@ -1,4 +1,5 @@
 """`evaluate`: check every argument and `out`, pick the engine, collect the rows, write the files."""
+
 from __future__ import annotations
 
 import contextlib
@@ -106,45 +107,81 @@ def evaluate(
     check_target(target, source)
     chosen = chosen_metrics(metrics, source.has_masks)
     layer_list = layer_names(bundle, layers, source)
-    batch_options = dict(target=target, metrics=chosen, steps=steps, tolerance=tolerance, chunk_size=chunk_size,
-                         method_options=options)
+    batch_options = dict(
+        target=target, metrics=chosen, steps=steps, tolerance=tolerance, chunk_size=chunk_size, method_options=options
+    )
     columns = table_columns(chosen, source.has_masks)
     meta = run_meta(bundle, source, names, layer_list, batch_options, columns)
-    manifest = _normalised({"format": FORMAT, "model_and_images": fingerprint(images, bundle.name), "methods": names,
-                            "layers": layer_list, "settings": meta["settings"], "columns": columns,
-                            "images_count": len(source), "meta": meta})
+    manifest = _normalised(
+        {
+            "format": FORMAT,
+            "model_and_images": fingerprint(images, bundle.name),
+            "methods": names,
+            "layers": layer_list,
+            "settings": meta["settings"],
+            "columns": columns,
+            "images_count": len(source),
+            "meta": meta,
+        }
+    )
     description = f"{len(names)} method(s) × {len(layer_list)} layer(s)"
     with _parts(out, manifest, overwrite, engine) as parts:
         collector = Collector(parts, on_rows)
         collector.resume()
-        common: dict[str, Any] = dict(batch_size=batch_size, strict=strict, progress=progress,
-                                      description=description, stop=stop)
+        common: dict[str, Any] = dict(
+            batch_size=batch_size, strict=strict, progress=progress, description=description, stop=stop
+        )
         if engine == "ray":
             shipped = model_or_name if isinstance(model_or_name, str) else bundle
-            evaluate_on_ray(shipped, source, names, layer_list, batch_options, collector, device=device, **common,
-                            **dict(engine_options or {}))
+            evaluate_on_ray(
+                shipped,
+                source,
+                names,
+                layer_list,
+                batch_options,
+                collector,
+                device=device,
+                **common,
+                **dict(engine_options or {}),
+            )
         else:
             run_local(bundle, source, names, layer_list, batch_options, collector, **common)
     table = rows_frame(list(collector.rows.values()), columns)
     complete = len(collector.done) == len(source)
     if not complete and not (stop is not None and stop.is_set()):
         where = f" in {str(run_paths(out).parts)!r}" if out is not None else ""
-        raise RuntimeError(f"the {engine} engine finished with {len(source) - len(collector.done)} images "
-                           f"missing{where}; rerun to resume")
+        raise RuntimeError(
+            f"the {engine} engine finished with {len(source) - len(collector.done)} images "
+            f"missing{where}; rerun to resume"
+        )
     result = EvaluationResult(table, summarize(table), collector.maps, manifest["meta"], complete)
     if out is not None and complete:
         write_outputs(run_paths(out), result)
     return result
 
 
-def run_meta(bundle: ModelBundle, source: Source, methods: list[str], layers: list[str],
-             batch_options: Mapping[str, Any], columns: list[str]) -> dict[str, Any]:
+def run_meta(
+    bundle: ModelBundle,
+    source: Source,
+    methods: list[str],
+    layers: list[str],
+    batch_options: Mapping[str, Any],
+    columns: list[str],
+) -> dict[str, Any]:
     """What is needed to show a run again (`<stem>.meta.json`): see `xcam_widgets.evaluation`."""
     settings = {name: batch_options[name] for name in ("target", "metrics", "steps", "tolerance", "method_options")}
     return {
-        "format": FORMAT, "images": source.spec, "images_kind": source.kind, "images_count": len(source),
-        "model": bundle.name, "methods": methods, "layers": layers, "target": batch_options["target"],
-        "categories": list(bundle.categories), "columns": columns, "settings": settings,
+        "format": FORMAT,
+        "images": source.spec,
+        "images_kind": source.kind,
+        "images_count": len(source),
+        "model": bundle.name,
+        "methods": methods,
+        "layers": layers,
+        "target": batch_options["target"],
+        "categories": list(bundle.categories),
+        "columns": columns,
+        "settings": settings,
     }
 
 
@@ -155,8 +192,9 @@ def _normalised(value: dict[str, Any]) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _parts(out: str | os.PathLike | None, manifest: dict[str, Any], overwrite: bool,
-           engine: str) -> Iterator[PartsFolder | None]:
+def _parts(
+    out: str | os.PathLike | None, manifest: dict[str, Any], overwrite: bool, engine: str
+) -> Iterator[PartsFolder | None]:
     """`out`'s parts folder, checked and claimed; without `out`, none (local) or a temporary one (Ray)."""
     if out is not None:
         yield prepare_out(out, manifest, overwrite)

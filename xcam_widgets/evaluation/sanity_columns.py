@@ -14,6 +14,7 @@ run. The check works on a deep copy of the model (`xcam_widgets.sanity`), so the
 Cost per image × layer: a copy of the model, one pass for the original maps, one tail re-run per
 layer after the CAM layer (a whole pass for methods that re-run the model) and one per random class.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,15 @@ def image_seed(position: int) -> int:
 
 
 def sanity_columns(
-    model: nn.Module, x: torch.Tensor, positions: Sequence[int], classes: Sequence[int], methods: Sequence[str],
-    layers: Sequence[str], metrics: Sequence[str], num_classes: int, options: Mapping[str, Mapping[str, Any]],
+    model: nn.Module,
+    x: torch.Tensor,
+    positions: Sequence[int],
+    classes: Sequence[int],
+    methods: Sequence[str],
+    layers: Sequence[str],
+    metrics: Sequence[str],
+    num_classes: int,
+    options: Mapping[str, Mapping[str, Any]],
 ) -> SanityColumns:
     """The chosen sanity columns (`SANITY_METRICS` in `metrics`) for the prepared batch `x`, whose
     image i sits at run position `positions[i]` and is explained for class `classes[i]`."""
@@ -58,9 +66,17 @@ def sanity_columns(
             result = None
             if checks:
                 result = sanity_check(
-                    model, x[i:i + 1], layer, methods=list(methods), target=int(target), checks=checks,
-                    similarity=SIMILARITY, seed=image_seed(position), steps="tail",
-                    random_classes=max(random_classes, 1), options=method_options,  # max: a valid value if unused
+                    model,
+                    x[i : i + 1],
+                    layer,
+                    methods=list(methods),
+                    target=int(target),
+                    checks=checks,
+                    similarity=SIMILARITY,
+                    seed=image_seed(position),
+                    steps="tail",
+                    random_classes=max(random_classes, 1),
+                    options=method_options,  # max: a valid value if unused
                 )
             for method in methods:
                 for name, value in image_values(result, method, wanted).items():
@@ -80,5 +96,4 @@ def image_values(result: SanityResult | None, method: str, wanted: Sequence[str]
     return values
 
 
-__all__ = ["CHECKS", "RANDOM_CLASSES", "SIMILARITY", "SanityColumns", "image_seed",
-           "image_values", "sanity_columns"]
+__all__ = ["CHECKS", "RANDOM_CLASSES", "SIMILARITY", "SanityColumns", "image_seed", "image_values", "sanity_columns"]

@@ -6,11 +6,11 @@ images. An image that cannot be read becomes a `Failure` of the batch (or raises
 `image(id)` as a PIL image (what the Explorer takes) and `image_for_display(id)` as uint8
 `[H, W, 3]` pixels in the frame of the model's input, so that a map overlays it exactly.
 """
+
 from __future__ import annotations
 
 import hashlib
 import os
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,14 +23,11 @@ from PIL import Image
 from torch.utils.data import Dataset, IterableDataset
 
 from ..images import load_image
-from ..shapes.constants import HELDOUT_SEED
-from ..shapes.dataset import MARK_MODES, SHAPE_CLASSES, ShapesBatch, make_shapes, make_shortcut_shapes
+from ..shapes.dataset import SHAPE_CLASSES, ShapesBatch
 from ..views import display_image
+from .specs import SPEC_PREFIXES, is_shapes, shapes_from_spec
 
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".ppm", ".tif", ".tiff", ".webp")
-SHAPES_SPEC = re.compile(r"^shapes:(\d+)(?::(\d+))?$")
-SHORTCUT_SPEC = re.compile(r"^shapes_shortcut:(\d+)(?::(\d+)(?::(\w+))?)?$")
-SPEC_PREFIXES: tuple[str, ...] = ("shapes:", "shapes_shortcut:")
 UNKNOWN_LABEL = -1
 
 Images = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]], ShapesBatch, Dataset]
@@ -135,8 +132,13 @@ class ShapesSource(Source):
 
     def take(self, positions: Sequence[int], strict: bool = True) -> ImageBatch:
         index = torch.as_tensor(list(positions), dtype=torch.long)
-        return ImageBatch(positions=index.tolist(), ids=index.tolist(), x=self.preprocess(self.data.images[index]),
-                          labels=self.data.labels[index, 0], masks=self.data.masks[index])
+        return ImageBatch(
+            positions=index.tolist(),
+            ids=index.tolist(),
+            x=self.preprocess(self.data.images[index]),
+            labels=self.data.labels[index, 0],
+            masks=self.data.masks[index],
+        )
 
     def image(self, image_id: Any) -> Image.Image:
         return Image.fromarray(self.image_for_display(image_id))
@@ -207,8 +209,9 @@ class DatasetSource(Source):
         return _index(image_id, len(self))
 
 
-def _load(source: Source, positions: list[int], read: Callable[[int], tuple[Image.Image, int]], strict: bool,
-          labelled: bool) -> ImageBatch:
+def _load(
+    source: Source, positions: list[int], read: Callable[[int], tuple[Image.Image, int]], strict: bool, labelled: bool
+) -> ImageBatch:
     """Read and preprocess each image; a failure raises (strict) or is recorded."""
     loaded: list[tuple[int, torch.Tensor, int]] = []
     failures = []
@@ -228,16 +231,22 @@ def _load(source: Source, positions: list[int], read: Callable[[int], tuple[Imag
         )
     x = torch.stack([t for _, t, _ in loaded]) if loaded else torch.zeros(0)
     labels = torch.tensor([label for _, _, label in loaded], dtype=torch.long) if labelled else None
-    return ImageBatch(positions=[i for i, _, _ in loaded], ids=[source.ids[i] for i, _, _ in loaded], x=x,
-                      labels=labels, failures=tuple(failures))
+    return ImageBatch(
+        positions=[i for i, _, _ in loaded],
+        ids=[source.ids[i] for i, _, _ in loaded],
+        x=x,
+        labels=labels,
+        failures=tuple(failures),
+    )
 
 
 def _item(dataset: Dataset, index: int) -> tuple[Image.Image, int]:
     item = dataset[index]
     if not isinstance(item, (tuple, list)) or len(item) != 2:
         length = f" of length {len(item)}" if isinstance(item, (tuple, list)) else ""
-        raise TypeError(f"a Dataset for xw.evaluate must give (image, label) pairs; item {index} is "
-                        f"{type(item).__name__}{length}")
+        raise TypeError(
+            f"a Dataset for xw.evaluate must give (image, label) pairs; item {index} is {type(item).__name__}{length}"
+        )
     image, label = item
     return as_pil(image), _label(label, index)
 
@@ -272,7 +281,8 @@ def as_pil(image: Any) -> Image.Image:
         if low < -1e-6 or high > 1 + 1e-6:
             raise ValueError(
                 f"a Dataset image holds values in [{low:.3g}, {high:.3g}], outside [0, 1]: it looks preprocessed. "
-                "Give a Dataset of raw images (no normalisation): xw.evaluate applies the model's preprocess")
+                "Give a Dataset of raw images (no normalisation): xw.evaluate applies the model's preprocess"
+            )
         pixels = (pixels * 255).round().clamp(0, 255)
     elif pixels.dtype != torch.uint8:
         raise TypeError(f"a Dataset image tensor must be uint8 or float in [0, 1], got {pixels.dtype}")
@@ -294,16 +304,19 @@ def open_images(images: Images, preprocess: Callable | None) -> Source:
     a `ShapesBatch`, or a torch Dataset of `(image, label)` (see `DatasetSource`). An existing path
     wins over a shapes spec. `preprocess` (PIL image -> tensor) is the model's; a bare module has none."""
     if preprocess is None:
-        raise TypeError("the model has no preprocess: pass preprocess= (PIL image -> [C, H, W] tensor) "
-                        "or a ModelBundle from xw.load_model")
+        raise TypeError(
+            "the model has no preprocess: pass preprocess= (PIL image -> [C, H, W] tensor) "
+            "or a ModelBundle from xw.load_model"
+        )
     if isinstance(images, ShapesBatch):
         if len(images) == 0:
             raise ValueError("images: the ShapesBatch is empty")
         return ShapesSource(images, preprocess)
     if isinstance(images, Dataset):
         if isinstance(images, IterableDataset) or not hasattr(images, "__len__"):
-            raise TypeError("images: a Dataset must be map-style, with __len__ and __getitem__ "
-                            "(not an IterableDataset)")
+            raise TypeError(
+                "images: a Dataset must be map-style, with __len__ and __getitem__ (not an IterableDataset)"
+            )
         if len(images) == 0:
             raise ValueError("images: the Dataset is empty")
         return DatasetSource(images, preprocess)
@@ -314,14 +327,17 @@ def open_images(images: Images, preprocess: Callable | None) -> Source:
             if not paths:
                 raise ValueError(f"images: folder {str(root)!r} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
             ids = [p.relative_to(root).as_posix() for p in paths]
-            return FolderSource([p.absolute() for p in paths], ids, preprocess, spec=str(root.absolute()),
-                                kind="folder")
+            return FolderSource(
+                [p.absolute() for p in paths], ids, preprocess, spec=str(root.absolute()), kind="folder"
+            )
         if root.is_file():
             return FolderSource([root.absolute()], [root.name], preprocess, spec=str(root.absolute()))
         if isinstance(images, str) and images.startswith(SPEC_PREFIXES):
-            return ShapesSource(_shapes_from_spec(images), preprocess, spec=images)
-        raise ValueError(f"images {str(images)!r} is neither 'shapes:N', a folder nor an image file (the "
-                         "watermarked shapes are 'shapes_shortcut:N')")
+            return ShapesSource(shapes_from_spec(images), preprocess, spec=images)
+        raise ValueError(
+            f"images {str(images)!r} is neither 'shapes:N', a folder nor an image file (the "
+            "watermarked shapes are 'shapes_shortcut:N')"
+        )
     if isinstance(images, Sequence) and images and all(isinstance(p, (str, os.PathLike)) for p in images):
         names = [os.fspath(p) for p in images]
         return FolderSource([Path(p).absolute() for p in names], names, preprocess, spec=names)
@@ -329,34 +345,6 @@ def open_images(images: Images, preprocess: Callable | None) -> Source:
         "images must be 'shapes:N', a ShapesBatch, a folder, an image file, a non-empty list of files or a "
         f"torch Dataset of (image, label); got {type(images).__name__}"
     )
-
-
-def _shapes_from_spec(spec: str) -> ShapesBatch:
-    """The images a "shapes:N[:SEED]" or "shapes_shortcut:N[:SEED[:MARKS]]" spec names (SEED defaults
-    to the held-out seed, MARKS to "label")."""
-    if spec.startswith("shapes:"):
-        match = SHAPES_SPEC.match(spec)
-        if not match or int(match.group(1)) < 1:
-            raise ValueError(f"images {spec!r}: the shapes benchmark is 'shapes:N' or 'shapes:N:SEED' with N >= 1")
-        seed = int(match.group(2)) if match.group(2) else HELDOUT_SEED
-        return make_shapes(int(match.group(1)), seed=seed)
-    match = SHORTCUT_SPEC.match(spec)
-    if not match or int(match.group(1)) < 1:
-        raise ValueError(f"images {spec!r}: the watermarked shapes are 'shapes_shortcut:N', 'shapes_shortcut:N:SEED' "
-                         f"or 'shapes_shortcut:N:SEED:MARKS' with N >= 1 and MARKS one of {MARK_MODES}")
-    marks = match.group(3) or "label"
-    if marks not in MARK_MODES:
-        raise ValueError(f"images {spec!r}: MARKS must be one of {MARK_MODES}, got {marks!r}")
-    seed = int(match.group(2)) if match.group(2) else HELDOUT_SEED
-    return make_shortcut_shapes(int(match.group(1)), seed=seed, marks=marks)
-
-
-def is_shapes(images: Any) -> bool:
-    """Whether `images` is the shapes benchmark (a ShapesBatch, or a "shapes:" or "shapes_shortcut:"
-    spec that is no existing path)."""
-    if isinstance(images, ShapesBatch):
-        return True
-    return isinstance(images, str) and images.startswith(SPEC_PREFIXES) and not Path(images).exists()
 
 
 def categories_of(images: Any) -> list[str]:
@@ -387,6 +375,16 @@ def fingerprint(images: Any, model: str) -> str:
 
 
 __all__ = [
-    "DatasetSource", "Failure", "FolderSource", "ImageBatch", "Images", "ShapesSource", "Source", "as_pil",
-    "categories_of", "fingerprint", "is_shapes", "open_images",
+    "DatasetSource",
+    "Failure",
+    "FolderSource",
+    "ImageBatch",
+    "Images",
+    "ShapesSource",
+    "Source",
+    "as_pil",
+    "categories_of",
+    "fingerprint",
+    "is_shapes",
+    "open_images",
 ]

@@ -15,6 +15,7 @@ each costs several more passes per image and layer. Their columns, Spearman's ρ
 against the original map; `random_logit`, the mean over 3 random other classes of their map
 against the row's class's map. Low values pass (the map depends on the weights, on the class).
 """
+
 from __future__ import annotations
 
 import math
@@ -27,7 +28,14 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 METRICS: tuple[str, ...] = (
-    "diagnostics", "average_drop", "deletion", "insertion", "pointing", "energy", "mprt", "random_logit",
+    "diagnostics",
+    "average_drop",
+    "deletion",
+    "insertion",
+    "pointing",
+    "energy",
+    "mprt",
+    "random_logit",
 )
 LOCALISATION: tuple[str, ...] = ("pointing", "energy")
 SANITY_METRICS: tuple[str, ...] = ("mprt", "random_logit")
@@ -70,8 +78,13 @@ def run_paths(out: str | os.PathLike) -> RunPaths:
     if path.suffix.lower() != ".csv":
         path = path.with_name(path.name + ".csv")
     side = path.with_name
-    return RunPaths(path, side(path.stem + ".summary.csv"), side(path.stem + ".maps.npz"),
-                    side(path.stem + ".meta.json"), side(path.stem + ".parts"))
+    return RunPaths(
+        path,
+        side(path.stem + ".summary.csv"),
+        side(path.stem + ".maps.npz"),
+        side(path.stem + ".meta.json"),
+        side(path.stem + ".parts"),
+    )
 
 
 def output_paths(out: str | os.PathLike) -> tuple[Path, Path]:
@@ -83,7 +96,9 @@ def output_paths(out: str | os.PathLike) -> tuple[Path, Path]:
 def table_columns(metrics: Sequence[str], has_masks: bool = True) -> list[str]:
     """The table's columns, in order, for the chosen metrics."""
     metric_columns = [
-        column for metric in METRICS if metric in metrics and (has_masks or metric not in LOCALISATION)
+        column
+        for metric in METRICS
+        if metric in metrics and (has_masks or metric not in LOCALISATION)
         for column in COLUMNS[metric]
     ]
     return [*ID_COLUMNS, *PREDICTION_COLUMNS, *metric_columns, ERROR_COLUMN]
@@ -111,8 +126,17 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
             else:
                 half = Z_95 * float(values.std(ddof=1)) / math.sqrt(n) if n > 1 else math.nan
                 low, high = mean - half, mean + half
-            records.append({"method": method, "layer": layer, "metric": column, "n": n, "mean": mean,
-                            "ci_low": low, "ci_high": high})
+            records.append(
+                {
+                    "method": method,
+                    "layer": layer,
+                    "metric": column,
+                    "n": n,
+                    "mean": mean,
+                    "ci_low": low,
+                    "ci_high": high,
+                }
+            )
     return pd.DataFrame(records, columns=list(SUMMARY_COLUMNS))
 
 
@@ -157,7 +181,23 @@ def pandas() -> Any:
 
 
 __all__ = [
-    "BINARY_COLUMNS", "COLUMNS", "DEFAULT_METRICS", "ERROR_COLUMN", "ID_COLUMNS", "KEY_COLUMNS", "LOCALISATION",
-    "METRICS", "PREDICTION_COLUMNS", "SANITY_METRICS", "RunPaths", "output_paths", "read_table", "row_key",
-    "rows_frame", "run_paths", "summarize", "table_columns", "wilson_interval",
+    "BINARY_COLUMNS",
+    "COLUMNS",
+    "DEFAULT_METRICS",
+    "ERROR_COLUMN",
+    "ID_COLUMNS",
+    "KEY_COLUMNS",
+    "LOCALISATION",
+    "METRICS",
+    "PREDICTION_COLUMNS",
+    "SANITY_METRICS",
+    "RunPaths",
+    "output_paths",
+    "read_table",
+    "row_key",
+    "rows_frame",
+    "run_paths",
+    "summarize",
+    "table_columns",
+    "wilson_interval",
 ]

@@ -4,6 +4,7 @@ the background (`run`) or reopen an earlier one (`opening`).
 
 The widget (`xcam_widgets.widgets.gallery`) only wires controls to these and draws their output.
 """
+
 from .colormaps import COLORMAPS, colormap_lut
 from .display import DisplayImages
 from .export import DEFAULT_SHEET_ROWS, SHEET_FORMATS, write_csv, write_sheet
@@ -17,10 +18,40 @@ from .thumbnails import ThumbnailStyle, encode, encode_all, page_thumbnails, thu
 from .view import DEFAULT_PAGE_SIZE, GalleryView
 
 __all__ = [
-    "CLASS_SUMMARY_COLUMNS", "COLORMAPS", "DEFAULT_PAGE_SIZE", "DEFAULT_SHEET_ROWS", "RUN_STATES", "SHEET_FORMATS",
-    "DisplayImages", "Distribution", "Filter", "GalleryData", "GalleryRun", "GalleryTable", "GalleryView", "Page",
-    "Range", "RunSnapshot", "Selection", "Sort", "ThumbnailStyle", "caption_lines", "class_summary", "colormap_lut",
-    "contact_sheet_html", "contact_sheet_png", "distribution", "encode", "encode_all", "is_earlier_run",
-    "open_gallery", "page_bounds", "page_thumbnails", "thumbnail", "unit_map", "upsample", "write_csv",
+    "CLASS_SUMMARY_COLUMNS",
+    "COLORMAPS",
+    "DEFAULT_PAGE_SIZE",
+    "DEFAULT_SHEET_ROWS",
+    "RUN_STATES",
+    "SHEET_FORMATS",
+    "DisplayImages",
+    "Distribution",
+    "Filter",
+    "GalleryData",
+    "GalleryRun",
+    "GalleryTable",
+    "GalleryView",
+    "Page",
+    "Range",
+    "RunSnapshot",
+    "Selection",
+    "Sort",
+    "ThumbnailStyle",
+    "caption_lines",
+    "class_summary",
+    "colormap_lut",
+    "contact_sheet_html",
+    "contact_sheet_png",
+    "distribution",
+    "encode",
+    "encode_all",
+    "is_earlier_run",
+    "open_gallery",
+    "page_bounds",
+    "page_thumbnails",
+    "thumbnail",
+    "unit_map",
+    "upsample",
+    "write_csv",
     "write_sheet",
 ]

@@ -4,6 +4,7 @@ Numbers stay numbers; booleans become 0/1; text becomes its rank among the colum
 values in sorted order, so that sorting the keys sorts the text. Anything missing is NaN, which
 `np.argsort` puts last. Built once per column and reused by every sort and filter.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -8,6 +8,7 @@ to 8× fewer pixels to decode) no smaller than the model's input, then framed as
 them (`views.display_image`: the preprocess's resize and crop). An image that cannot be read gives
 None (the thumbnail is a placeholder), and is not tried again.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict

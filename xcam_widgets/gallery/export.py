@@ -1,6 +1,7 @@
 """Writing a selection to files: its rows as CSV, and a contact sheet of its first rows (PNG or
 standalone HTML). A sheet is capped (`limit` rows): its thumbnails are drawn, so it costs time
 and memory per row, while the CSV holds every selected row."""
+
 from __future__ import annotations
 
 import os
@@ -26,10 +27,18 @@ def write_csv(selection: Selection, path: str | os.PathLike) -> Path:
     return target
 
 
-def write_sheet(selection: Selection, path: str | os.PathLike, display: Callable[[Any], np.ndarray | None],
-                maps: Mapping[int, np.ndarray], *, style: ThumbnailStyle | None = None, metric: str | None = None,
-                class_names: Sequence[str] = (), format: str = "png",
-                limit: int = DEFAULT_SHEET_ROWS) -> tuple[Path, int]:
+def write_sheet(
+    selection: Selection,
+    path: str | os.PathLike,
+    display: Callable[[Any], np.ndarray | None],
+    maps: Mapping[int, np.ndarray],
+    *,
+    style: ThumbnailStyle | None = None,
+    metric: str | None = None,
+    class_names: Sequence[str] = (),
+    format: str = "png",
+    limit: int = DEFAULT_SHEET_ROWS,
+) -> tuple[Path, int]:
     """A contact sheet of the selection's first `limit` rows at `path` (`format` "png" or "html"),
     captioned with `caption_lines(row, metric, class_names)`; returns the path and the number of
     rows drawn."""

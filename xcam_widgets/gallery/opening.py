@@ -6,6 +6,7 @@ A new run's arguments go through the runner's own checks (`evaluation.arguments`
 caller's thread, so that a bad argument raises at once instead of failing later in the thread.
 The model is resolved once: the run and any Explorer opened from the Gallery share that object.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,7 +34,15 @@ from .run import GalleryRun, Listener
 DEFAULT_METHODS: tuple[str, ...] = ("gradcam", "xgradcam")
 DEFAULT_BATCH = 8  # images per batch: small, so the first page comes soon
 RUN_OPTIONS: tuple[str, ...] = (  # `evaluate`'s keywords a Gallery passes through to a new run
-    "steps", "tolerance", "chunk_size", "method_options", "out", "overwrite", "strict", "engine", "engine_options",
+    "steps",
+    "tolerance",
+    "chunk_size",
+    "method_options",
+    "out",
+    "overwrite",
+    "strict",
+    "engine",
+    "engine_options",
 )
 
 
@@ -60,10 +69,21 @@ def is_earlier_run(images: Any) -> bool:
     return path.suffix.lower() == ".csv" or (path.is_dir() and (path / MANIFEST).is_file())
 
 
-def open_gallery(model: Any, images: Any, *, methods: Any = None, layers: Any = None, target: Any = None,
-                 metrics: Any = None, batch_size: int = DEFAULT_BATCH, device: Any = None, preprocess: Any = None,
-                 display_images: Any = None, listener: Listener | None = None,
-                 run_options: Mapping[str, Any] | None = None) -> GalleryData:
+def open_gallery(
+    model: Any,
+    images: Any,
+    *,
+    methods: Any = None,
+    layers: Any = None,
+    target: Any = None,
+    metrics: Any = None,
+    batch_size: int = DEFAULT_BATCH,
+    device: Any = None,
+    preprocess: Any = None,
+    display_images: Any = None,
+    listener: Listener | None = None,
+    run_options: Mapping[str, Any] | None = None,
+) -> GalleryData:
     """Reopen `images` when it is an earlier run, else check the arguments and start a run."""
     options = dict(run_options or {})
     unknown = sorted(set(options) - set(RUN_OPTIONS))
@@ -73,17 +93,32 @@ def open_gallery(model: Any, images: Any, *, methods: Any = None, layers: Any = 
         given = {"methods": methods, "layers": layers, "target": target, "metrics": metrics, **options}
         ignored = sorted(name for name, value in given.items() if value is not None)
         if ignored:
-            raise ValueError(f"{ignored} set up a new run; a reopened run shows what it computed. "
-                             "Leave them out, or pass the images to evaluate them again")
+            raise ValueError(
+                f"{ignored} set up a new run; a reopened run shows what it computed. "
+                "Leave them out, or pass the images to evaluate them again"
+            )
         return _reopen(model, images, device, preprocess, display_images)
     if display_images is not None:
-        raise ValueError("display_images is for a reopened run whose images cannot be reopened; "
-                         "a new run shows the images it evaluates")
+        raise ValueError(
+            "display_images is for a reopened run whose images cannot be reopened; "
+            "a new run shows the images it evaluates"
+        )
     return _start(model, images, methods, layers, target, metrics, batch_size, device, preprocess, listener, options)
 
 
-def _start(model: Any, images: Any, methods: Any, layers: Any, target: Any, metrics: Any, batch_size: int,
-           device: Any, preprocess: Any, listener: Listener | None, options: dict[str, Any]) -> GalleryData:
+def _start(
+    model: Any,
+    images: Any,
+    methods: Any,
+    layers: Any,
+    target: Any,
+    metrics: Any,
+    batch_size: int,
+    device: Any,
+    preprocess: Any,
+    listener: Listener | None,
+    options: dict[str, Any],
+) -> GalleryData:
     engine = options.get("engine", "local")
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
@@ -97,10 +132,20 @@ def _start(model: Any, images: Any, methods: Any, layers: Any, target: Any, metr
     chosen = chosen_metrics(metrics, source.has_masks)
     layer_list = layer_names(bundle, layers, source)
     run = GalleryRun.start(
-        bundle, images, columns=table_columns(chosen, source.has_masks), images_total=len(source),
-        rows_per_image=len(names) * len(layer_list), listener=listener, methods=names, layers=layer_list,
-        target=target, metrics=list(chosen), batch_size=batch_size, device=device if engine == "ray" else None,
-        **options)
+        bundle,
+        images,
+        columns=table_columns(chosen, source.has_masks),
+        images_total=len(source),
+        rows_per_image=len(names) * len(layer_list),
+        listener=listener,
+        methods=names,
+        layers=layer_list,
+        target=target,
+        metrics=list(chosen),
+        batch_size=batch_size,
+        device=device if engine == "ray" else None,
+        **options,
+    )
     return GalleryData(bundle, run, source, reopened=False)
 
 
@@ -115,8 +160,10 @@ def _reopen(model: Any, images: Any, device: Any, preprocess: Any, display_image
     source = None
     wanted = display_images if display_images is not None else spec
     if wanted is None:
-        notes.append("the run's images were held in memory (a Dataset or ShapesBatch): pass them as "
-                     "display_images= to see them and open the Explorer")
+        notes.append(
+            "the run's images were held in memory (a Dataset or ShapesBatch): pass them as "
+            "display_images= to see them and open the Explorer"
+        )
     else:
         try:
             source = open_images(wanted, bundle.preprocess)

@@ -3,6 +3,7 @@
 Being hashable, a (Filter, Sort) pair is the key of the table's cache of selections: asking again
 for the same view costs a dictionary look-up, and nothing ever recomputes a map.
 """
+
 from __future__ import annotations
 
 import math

@@ -9,6 +9,7 @@ replace the batches. `cancel()` lets the current batch finish and keeps every ro
 `close()` also waits for the thread, and so does the interpreter's exit (`atexit`): a process
 must not exit while a thread is inside torch.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -48,8 +49,9 @@ class RunSnapshot:
 class GalleryRun:
     """Rows and maps of one evaluation: growing while `state` is "running", fixed afterwards."""
 
-    def __init__(self, columns: list[str], images_total: int, rows_per_image: int,
-                 listener: Listener | None = None) -> None:
+    def __init__(
+        self, columns: list[str], images_total: int, rows_per_image: int, listener: Listener | None = None
+    ) -> None:
         self.columns = list(columns)
         self.images_total = images_total
         self.rows_per_image = max(1, rows_per_image)
@@ -79,13 +81,23 @@ class GalleryRun:
         return run
 
     @classmethod
-    def start(cls, model: Any, images: Any, *, columns: list[str], images_total: int, rows_per_image: int,
-              listener: Listener | None = None, **evaluate_options: Any) -> GalleryRun:
+    def start(
+        cls,
+        model: Any,
+        images: Any,
+        *,
+        columns: list[str],
+        images_total: int,
+        rows_per_image: int,
+        listener: Listener | None = None,
+        **evaluate_options: Any,
+    ) -> GalleryRun:
         """Start `evaluate(model, images, **evaluate_options)` in a background thread (with
         `on_rows`, `stop` and `progress=False` set here)."""
         run = cls(columns, images_total, rows_per_image, listener)
-        run._thread = threading.Thread(target=run._work, args=(model, images, evaluate_options), daemon=True,
-                                       name="xcam-widgets gallery run")
+        run._thread = threading.Thread(
+            target=run._work, args=(model, images, evaluate_options), daemon=True, name="xcam-widgets gallery run"
+        )
         _LIVE.add(run)
         run._thread.start()
         return run
@@ -113,8 +125,9 @@ class GalleryRun:
                     merged = merged.sort_values("row", kind="stable", ignore_index=True)
                 self._frames = [merged]
             table = self._frames[0] if self._frames else pandas.DataFrame(columns=self.columns)
-            return RunSnapshot(table, self._maps, self.images_done, self.images_total, self._state, self._error,
-                               self._version)
+            return RunSnapshot(
+                table, self._maps, self.images_done, self.images_total, self._state, self._error, self._version
+            )
 
     # --- control ----------------------------------------------------------------------------
     def cancel(self) -> None:

@@ -1,5 +1,6 @@
 """Captions and contact sheets: the selection's thumbnails as one PNG (drawn with PIL, so no
 kaleido is needed) or as one self-contained HTML page (images inlined as base64)."""
+
 from __future__ import annotations
 
 import base64
@@ -20,8 +21,9 @@ BACKGROUND = (255, 255, 255)
 INK = (20, 20, 20)
 
 
-def caption_lines(record: Mapping[str, Any], metric: str | None = None,
-                  class_names: Sequence[str] | None = None) -> tuple[str, ...]:
+def caption_lines(
+    record: Mapping[str, Any], metric: str | None = None, class_names: Sequence[str] | None = None
+) -> tuple[str, ...]:
     """Short caption lines for one table row: which row and image, method and layer, label and
     prediction (as `class_names[i]` where given, else the index), and the metric's value (or the
     row's error message)."""
@@ -75,8 +77,9 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def contact_sheet_png(thumbnails: Sequence[np.ndarray], captions: Sequence[Sequence[str]], *,
-                      columns: int = 6, padding: int = 6) -> bytes:
+def contact_sheet_png(
+    thumbnails: Sequence[np.ndarray], captions: Sequence[Sequence[str]], *, columns: int = 6, padding: int = 6
+) -> bytes:
     """A grid of `thumbnails` (uint8 `[h, w, 3]`) with each one's caption lines below it, as PNG bytes.
     Captions are cut to the tile's width. An empty selection gives a small blank sheet."""
     columns = positive_int("columns", columns)
@@ -111,8 +114,13 @@ def _fit(draw: ImageDraw.ImageDraw, font: Any, text: str, width: int) -> str:
     return text + "..."
 
 
-def contact_sheet_html(thumbnails: Sequence[np.ndarray], captions: Sequence[Sequence[str]], *,
-                       title: str = "xcam-widgets Gallery", format: str = "JPEG") -> str:
+def contact_sheet_html(
+    thumbnails: Sequence[np.ndarray],
+    captions: Sequence[Sequence[str]],
+    *,
+    title: str = "xcam-widgets Gallery",
+    format: str = "JPEG",
+) -> str:
     """A standalone HTML page: a grid of the thumbnails, inlined as base64 `format` images, with
     their captions (escaped). It needs no file and no network to open."""
     if len(captions) != len(thumbnails):
@@ -122,10 +130,16 @@ def contact_sheet_html(thumbnails: Sequence[np.ndarray], captions: Sequence[Sequ
     for thumb, lines in zip(thumbnails, captions):
         data = base64.b64encode(encode(thumb, format)).decode("ascii")
         text = "<br>".join(html.escape(line) for line in lines)
-        figures.append(f'<figure><img src="data:{mime};base64,{data}" alt="{html.escape(lines[0] if lines else "")}">'
-                       f"<figcaption>{text}</figcaption></figure>")
-    style = ("body{font-family:sans-serif;margin:16px}main{display:flex;flex-wrap:wrap;gap:8px}"
-             "figure{margin:0;width:min-content}figcaption{font-size:11px;line-height:1.3}")
-    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head>\n<body><h1>{html.escape(title)}</h1>\n<p>{len(thumbnails)} rows</p>\n"
-            f"<main>\n" + "\n".join(figures) + "\n</main></body></html>\n")
+        figures.append(
+            f'<figure><img src="data:{mime};base64,{data}" alt="{html.escape(lines[0] if lines else "")}">'
+            f"<figcaption>{text}</figcaption></figure>"
+        )
+    style = (
+        "body{font-family:sans-serif;margin:16px}main{display:flex;flex-wrap:wrap;gap:8px}"
+        "figure{margin:0;width:min-content}figcaption{font-size:11px;line-height:1.3}"
+    )
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{style}</style></head>\n<body><h1>{html.escape(title)}</h1>\n<p>{len(thumbnails)} rows</p>\n"
+        f"<main>\n" + "\n".join(figures) + "\n</main></body></html>\n"
+    )

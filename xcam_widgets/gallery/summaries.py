@@ -3,6 +3,7 @@
 Both describe a selection (the filtered rows; the sort does not matter) and read only the
 table's column keys, so they cost a few array passes and no map.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,7 +19,13 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 CLASS_SUMMARY_COLUMNS: tuple[str, ...] = (
-    "class", "class_name", "rows", "images", "accuracy", "metric_mean", "pointing_miss_rate",
+    "class",
+    "class_name",
+    "rows",
+    "images",
+    "accuracy",
+    "metric_mean",
+    "pointing_miss_rate",
 )
 
 
@@ -77,16 +84,21 @@ def class_summary(selection: Selection, metric: str | None = None, *, by: str = 
     n = len(class_values)
     images, accuracy = _per_image(table, kept, group, n)
     classes = [_label(keys.labels, v) for v in class_values]
-    return pd.DataFrame({
-        "class": classes,
-        "class_name": _class_names(table, classes),
-        "rows": np.bincount(group, minlength=n),
-        "images": images,
-        "accuracy": accuracy,
-        "metric_mean": _group_mean(table.values(metric)[kept], group, n) if metric else np.full(n, np.nan),
-        "pointing_miss_rate": (1.0 - _group_mean(table.values("pointing")[kept], group, n)
-                               if "pointing" in table.columns else np.full(n, np.nan)),
-    })
+    return pd.DataFrame(
+        {
+            "class": classes,
+            "class_name": _class_names(table, classes),
+            "rows": np.bincount(group, minlength=n),
+            "images": images,
+            "accuracy": accuracy,
+            "metric_mean": _group_mean(table.values(metric)[kept], group, n) if metric else np.full(n, np.nan),
+            "pointing_miss_rate": (
+                1.0 - _group_mean(table.values("pointing")[kept], group, n)
+                if "pointing" in table.columns
+                else np.full(n, np.nan)
+            ),
+        }
+    )
 
 
 def _per_image(table: GalleryTable, kept: np.ndarray, group: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -94,8 +106,9 @@ def _per_image(table: GalleryTable, kept: np.ndarray, group: np.ndarray, n: int)
     from one row of each image: its rows agree)."""
     image = table.column("image").keys[kept] if "image" in table.columns else kept.astype(np.float64)
     image_code = np.unique(np.nan_to_num(image, nan=-1.0), return_inverse=True)[1].astype(np.int64)
-    _, first = np.unique(group.astype(np.int64) * (int(image_code.max(initial=0)) + 1) + image_code,
-                         return_index=True)  # one int key per (group, image) pair
+    _, first = np.unique(
+        group.astype(np.int64) * (int(image_code.max(initial=0)) + 1) + image_code, return_index=True
+    )  # one int key per (group, image) pair
     image_group = group[first]
     images = np.bincount(image_group, minlength=n)
     if "correct" not in table.columns:

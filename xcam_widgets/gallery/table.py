@@ -7,6 +7,7 @@ keep the `row` order and NaN goes last); a filter is a boolean mask, and a selec
 order with the mask applied, `order[mask[order]]`. Selections are cached per (Filter, Sort), so
 going back to a view is a dictionary look-up. When rows arrive, build a new `GalleryTable`.
 """
+
 from __future__ import annotations
 
 import math

@@ -8,6 +8,7 @@ a pattern. The [0, 1] map is then upsampled bilinearly (half-pixel centres, as
 `F.interpolate(..., align_corners=False)`) and blended over the downsized image with a colormap:
 out = (1 - a)·image + a·colour, a = opacity where the map is >= threshold, else 0.
 """
+
 from __future__ import annotations
 
 import io
@@ -128,8 +129,12 @@ def placeholder(side: int) -> np.ndarray:
     return np.full((side, side, 3), PLACEHOLDER_GREY, dtype=np.uint8)
 
 
-def page_thumbnails(page: Page, display: Callable[[Any], np.ndarray | None], maps: Mapping[int, np.ndarray],
-                    style: ThumbnailStyle | None = None) -> list[np.ndarray]:
+def page_thumbnails(
+    page: Page,
+    display: Callable[[Any], np.ndarray | None],
+    maps: Mapping[int, np.ndarray],
+    style: ThumbnailStyle | None = None,
+) -> list[np.ndarray]:
     """One thumbnail per row of `page`, in order. `display(image_id)` gives the image's display
     pixels, or None when it cannot (a placeholder is drawn); `maps[row]` the raw map (a row
     missing from `maps`, e.g. an error row, shows the bare image). Each image is loaded and

@@ -5,6 +5,7 @@ bad argument raises and leaves the view as it was. A new filter or sort goes bac
 page; a new page size keeps the first row on screen visible; a grown table (rows arriving from
 the runner) keeps the filter, the sort and the page.
 """
+
 from __future__ import annotations
 
 from ..checks import positive_int

@@ -1,4 +1,5 @@
 """What a model-aware method may use beyond A and G: the model, the input, the tail after the layer."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -72,4 +73,3 @@ class MethodContext:
                 if abs(float(score[0]) - float(expected)) > tolerance * (1 + abs(float(expected))):
                     return False
         return True
-

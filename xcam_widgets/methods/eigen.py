@@ -1,4 +1,5 @@
 """Projection on the first principal component (Eigen-CAM and principal-component smoothing)."""
+
 from __future__ import annotations
 
 import torch

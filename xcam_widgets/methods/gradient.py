@@ -1,4 +1,5 @@
 """Gradient methods: pure functions of the activations A and gradients G = ∂S_c/∂A, both `[B, K, h, w]`."""
+
 from __future__ import annotations
 
 import torch

@@ -7,6 +7,7 @@ activation mass Σ_xy ReLU(A_k) are scored (N masked passes instead of K), and t
 measured alternative, ranking by Σ_xy ReLU(G_k ⊙ A_k), was less faithful. It is exact when N ≥ K;
 benchmarks/results/scorecam_cpu.md gives its speed and its fidelity to the exact map.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Iterator
@@ -77,7 +78,11 @@ def scorecam(ctx: MethodContext, batch_size: int = 32, top_channels: int | None 
 
 
 def sscam(
-    ctx: MethodContext, batch_size: int = 32, samples: int = 8, noise: float = 0.2, seed: int = 0,
+    ctx: MethodContext,
+    batch_size: int = 32,
+    samples: int = 8,
+    noise: float = 0.2,
+    seed: int = 0,
     top_channels: int | None = None,
 ) -> MapParts:
     """SS-CAM (Wang 2020): s_k = mean_i S_c(x ⊙ mask_k + σ ε_i), ε_i ~ N(0, 1) drawn from

@@ -5,6 +5,7 @@ Sample i's noise comes from its own generator, seeded by the pair (seed, i) thro
 image's shape, so it is the same whatever the other images in the batch, the chunking
 (`batch_size`) or the device. Its scale is per image: σ_b = noise · (max x_b − min x_b).
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """The common result of every method: per-channel contributions, and weights when they exist."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

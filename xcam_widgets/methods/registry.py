@@ -1,4 +1,5 @@
 """Every CAM method by name. Adding a method is adding one function and one entry here."""
+
 from __future__ import annotations
 
 import inspect
@@ -65,15 +66,20 @@ _ALL = (
     Method("gradcam++", "Grad-CAM++", "Chattopadhyay et al., WACV 2018", gradient.gradcampp),
     Method("smoothgradcam++", "Smooth Grad-CAM++", "Omeiza et al., 2019", rerun.smoothgradcampp, uses_model=True),
     Method("hirescam", "HiResCAM", "Draelos & Carin, 2020", gradient.hirescam),
-    Method("gradcam-elementwise", "Element-wise Grad-CAM", "pytorch-grad-cam's GradCAMElementWise",
-           gradient.gradcam_elementwise),
+    Method(
+        "gradcam-elementwise",
+        "Element-wise Grad-CAM",
+        "pytorch-grad-cam's GradCAMElementWise",
+        gradient.gradcam_elementwise,
+    ),
     Method("layercam", "LayerCAM", "Jiang et al., TIP 2021", gradient.layercam),
     Method("scorecam", "Score-CAM", "Wang et al., CVPRW 2020", masked.scorecam, uses_model=True, scaled=False),
     Method("sscam", "SS-CAM", "Wang et al., 2020", masked.sscam, uses_model=True, scaled=False),
     Method("iscam", "IS-CAM", "Naidu et al., 2020", masked.iscam, uses_model=True, scaled=False),
     Method("ablationcam", "Ablation-CAM", "Desai & Ramaswamy, WACV 2020", rerun.ablationcam, uses_model=True),
-    Method("eigencam", "Eigen-CAM", "Muhammad & Yeasin, IJCNN 2020", eigen.eigencam, scaled=False,
-           class_specific=False),
+    Method(
+        "eigencam", "Eigen-CAM", "Muhammad & Yeasin, IJCNN 2020", eigen.eigencam, scaled=False, class_specific=False
+    ),
     Method("eigengradcam", "EigenGrad-CAM", "pytorch-grad-cam's EigenGradCAM", eigen.eigengradcam, scaled=False),
 )
 
@@ -93,13 +99,15 @@ def _optional_positive_int(name: str, value: Any) -> int | None:
 
 
 # Option name → its check, which returns the value to use or raises a ValueError naming the option.
-OPTION_CHECKS: Mapping[str, Callable[[str, Any], Any]] = MappingProxyType({
-    "batch_size": positive_int,  # inputs per forward pass
-    "samples": positive_int,  # noisy copies (SS-CAM, Smooth Grad-CAM++) or integration steps (IS-CAM)
-    "noise": finite_non_negative,  # σ as a fraction of each image's value range
-    "seed": _seed,  # seeds the noise of each sample, see methods/noise.py
-    "top_channels": _optional_positive_int,  # Score-CAM family: score only N channels, see methods/masked.py
-})
+OPTION_CHECKS: Mapping[str, Callable[[str, Any], Any]] = MappingProxyType(
+    {
+        "batch_size": positive_int,  # inputs per forward pass
+        "samples": positive_int,  # noisy copies (SS-CAM, Smooth Grad-CAM++) or integration steps (IS-CAM)
+        "noise": finite_non_negative,  # σ as a fraction of each image's value range
+        "seed": _seed,  # seeds the noise of each sample, see methods/noise.py
+        "top_channels": _optional_positive_int,  # Score-CAM family: score only N channels, see methods/masked.py
+    }
+)
 
 
 def get_method(name: str) -> Method:

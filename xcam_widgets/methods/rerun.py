@@ -1,6 +1,7 @@
 """Methods that need the model itself, not only A and G: channel drops and Ablation-CAM re-run the
 network after the layer, Smooth Grad-CAM++ re-runs it on noisy copies, CAM reads its linear head.
 (The Score-CAM family, which re-runs it on masked inputs, is in `masked.py`.)"""
+
 from __future__ import annotations
 
 import torch
@@ -82,8 +83,9 @@ def smoothgradcampp(
     moments = [torch.zeros_like(A) for _ in range(3)]
     for start in range(0, copies.shape[0], batch_size):
         rows = slice(start, start + batch_size)
-        G = capture(ctx.model, copies[rows], ctx.layer, scorer=ctx.capture.scorer, rows_of=owners[rows],
-                    reshape=ctx.reshape).gradients[ctx.layer]
+        G = capture(
+            ctx.model, copies[rows], ctx.layer, scorer=ctx.capture.scorer, rows_of=owners[rows], reshape=ctx.reshape
+        ).gradients[ctx.layer]
         for power, total in enumerate(moments, start=1):
             total.index_add_(0, owners[rows], G.pow(power))
         ctx.report(min(start + batch_size, copies.shape[0]), copies.shape[0])

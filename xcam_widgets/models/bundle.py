@@ -29,7 +29,9 @@ class ModelBundle:
 
     name: str
     model: nn.Module
-    preprocess: Callable[[Image.Image], torch.Tensor] | None  # PIL image -> [3, H, W] float tensor; None for a bare module
+    preprocess: (
+        Callable[[Image.Image], torch.Tensor] | None
+    )  # PIL image -> [3, H, W] float tensor; None for a bare module
     categories: list[str]
     input_size: int
     task: Task = "classification"

@@ -1,4 +1,5 @@
 """Load users' checkpoints safely: tensors only, never pickled code, all or nothing."""
+
 from __future__ import annotations
 
 import os

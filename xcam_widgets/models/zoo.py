@@ -16,7 +16,12 @@ DEFAULT_MODEL = "efficientnet_lite0"
 SOURCES = ("timm:", "hf:")  # prefixes of the optional model sources (extras `timm` and `hf`)
 
 __all__ = [
-    "DEFAULT_MODEL", "ModelBundle", "Preprocess", "available_models", "imagenet_categories", "load_model",
+    "DEFAULT_MODEL",
+    "ModelBundle",
+    "Preprocess",
+    "available_models",
+    "imagenet_categories",
+    "load_model",
     "torchvision_models",
 ]
 

@@ -1,4 +1,5 @@
 """`sanity_check`: do a method's maps depend on the model's weights and on the class?"""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -107,8 +108,12 @@ def sanity_check(
     run.execute(tasks, cascade, Weights(work, order, seeds))
     layers_after = sum(lay.after_layer for lay in order)
     return SanityResult(
-        layer=layer_name, layers=tuple(lay.name for lay in cascade), layers_after=layers_after,
-        measures=tuple(measures), rows=run.rows, maps=run.maps,
+        layer=layer_name,
+        layers=tuple(lay.name for lay in cascade),
+        layers_after=layers_after,
+        measures=tuple(measures),
+        rows=run.rows,
+        maps=run.maps,
         verdicts={m: _verdict(m, layer_name, run.rows, measures, threshold, layers_after, checks) for m in methods},
     )
 
@@ -161,8 +166,13 @@ def _seeds(seed: int | Sequence[int], count: int) -> list[int]:
 
 
 def _plan(
-    checks: Sequence[str], steps: str, cascade: Sequence[RandomLayer], engine: MapEngine,
-    random_classes: int, seed: int | Sequence[int], batch: int,
+    checks: Sequence[str],
+    steps: str,
+    cascade: Sequence[RandomLayer],
+    engine: MapEngine,
+    random_classes: int,
+    seed: int | Sequence[int],
+    batch: int,
 ) -> list[_Task]:
     """The maps to compute, in an order that needs the fewest weight changes: the unrandomised
     model first (random logits), then each layer alone, then the growing cascade."""
@@ -203,8 +213,14 @@ class _Run:
     """Computes the tasks' maps on the private model and compares them with the original maps."""
 
     def __init__(
-        self, engine: MapEngine, methods: list[str], measures: list[str], size: torch.Size,
-        keep_maps: bool, progress: Progress | None, total: int,
+        self,
+        engine: MapEngine,
+        methods: list[str],
+        measures: list[str],
+        size: torch.Size,
+        keep_maps: bool,
+        progress: Progress | None,
+        total: int,
     ):
         self.engine, self.methods, self.measures, self.size = engine, methods, measures, tuple(size)
         self.keep_maps, self.progress, self.total, self.done = keep_maps, progress, total, 0
@@ -240,7 +256,12 @@ class _Run:
             self._record(task.check, task.step, layer, after, task_scorer.classes, maps)
 
     def _record(
-        self, check: str, step: int, layer: str | None, after: bool | None, classes: torch.Tensor | None,
+        self,
+        check: str,
+        step: int,
+        layer: str | None,
+        after: bool | None,
+        classes: torch.Tensor | None,
         maps: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
     ) -> None:
         for method, (raw, shown) in maps.items():
@@ -251,18 +272,30 @@ class _Run:
             if "ssim" in self.measures:
                 values["ssim"] = ssim(shown0.float(), shown.float()).tolist()
             for image in range(raw.shape[0]):
-                self.rows.append({
-                    "method": method, "check": check, "step": step, "layer": layer, "after_layer": after,
-                    "image": image, "target_class": None if classes is None else int(classes[image]),
-                    **{measure: values[measure][image] for measure in self.measures},
-                })
+                self.rows.append(
+                    {
+                        "method": method,
+                        "check": check,
+                        "step": step,
+                        "layer": layer,
+                        "after_layer": after,
+                        "image": image,
+                        "target_class": None if classes is None else int(classes[image]),
+                        **{measure: values[measure][image] for measure in self.measures},
+                    }
+                )
             if self.keep_maps:
                 self.maps[(method, check, step)] = shown
 
 
 def _verdict(
-    method: str, layer: str, rows: Sequence[Mapping[str, Any]], measures: Sequence[str], threshold: float,
-    layers_after: int, checks: Sequence[str],
+    method: str,
+    layer: str,
+    rows: Sequence[Mapping[str, Any]],
+    measures: Sequence[str],
+    threshold: float,
+    layers_after: int,
+    checks: Sequence[str],
 ) -> Verdict:
     mine = [r for r in rows if r["method"] == method]
     cascading = None

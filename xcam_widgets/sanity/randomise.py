@@ -11,6 +11,7 @@ Re-initialisation follows Quantus's MPRT (and PyTorch's own initialisation): the
 has each direct parameter re-drawn from a normal with its own mean and standard deviation
 (unit deviation where that is 0). The global RNG state is restored afterwards (`fork_rng`).
 """
+
 from __future__ import annotations
 
 import copy

@@ -8,6 +8,7 @@ themselves always come from `explain`: for (A, G) through `GradientProbe`, a lin
 activation is A and whose gradient there is G. Methods that re-run the model (Score-CAM, ...)
 call `explain` on the whole model at every step.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -76,8 +77,14 @@ class MapEngine:
     ones. `tail_layers` are the layers whose randomisation the tail can absorb."""
 
     def __init__(
-        self, model: nn.Module, x: torch.Tensor, layer: str, target: Target,
-        options: Mapping[str, Mapping[str, Any]], split: bool, layer_names: Sequence[str],
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        layer: str,
+        target: Target,
+        options: Mapping[str, Mapping[str, Any]],
+        split: bool,
+        layer_names: Sequence[str],
     ):
         self.model, self.x, self.layer, self.options = model, x, layer, options
         base = capture(model, x, layer, target)

@@ -7,6 +7,7 @@ lower bound of a *large* correlation. A method passes a check when the mean simi
 (and random classes) is below it for every measure asked for: a map that still correlates that
 strongly with the original after the randomisation does not depend on what was randomised.
 """
+
 from __future__ import annotations
 
 import math

@@ -4,6 +4,7 @@ Both follow Adebayo et al., "Sanity Checks for Saliency Maps" (NeurIPS 2018), wh
 correlation and SSIM between the original and the randomised explanation. Both return one value
 per image of a batch, computed in float64.
 """
+
 from __future__ import annotations
 
 import math

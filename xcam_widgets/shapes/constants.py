@@ -2,6 +2,7 @@
 
 Kept free of imports so that the runner can name the held-out images without importing the
 training script, and so that the model zoo can list the nets without importing them."""
+
 from __future__ import annotations
 
 CAM_LAYER = "features.block4"  # the last conv block of every shapes net

@@ -35,9 +35,7 @@ DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 def _block(c_in: int, c_out: int, stride: int = 1, pool: bool = False) -> nn.Sequential:
     """3x3 conv -> BatchNorm -> ReLU, then an optional 2x2 max pool."""
     layers: OrderedDict[str, nn.Module] = OrderedDict(
-        conv=nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
-        bn=nn.BatchNorm2d(c_out),
-        relu=nn.ReLU(),
+        conv=nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), bn=nn.BatchNorm2d(c_out), relu=nn.ReLU()
     )
     if pool:
         layers["pool"] = nn.MaxPool2d(2)

@@ -9,6 +9,7 @@ any callable `output -> [B]` scores, or one of the ready-made targets here:
   best matches a box and label (torchvision's Faster R-CNN, RetinaNet, FCOS, SSD);
 - `EmbeddingSimilarity(reference)`: cosine similarity to a reference embedding.
 """
+
 from .classes import Scorer, Target, class_indices, logits_of, make_scorer
 from .detection import DetectionTarget, detections_of
 from .embedding import EmbeddingSimilarity, embedding_of
@@ -16,6 +17,16 @@ from .rows import OutputTarget
 from .segmentation import SegmentationTarget, segmentation_logits
 
 __all__ = [
-    "DetectionTarget", "EmbeddingSimilarity", "OutputTarget", "Scorer", "SegmentationTarget", "Target",
-    "class_indices", "detections_of", "embedding_of", "logits_of", "make_scorer", "segmentation_logits",
+    "DetectionTarget",
+    "EmbeddingSimilarity",
+    "OutputTarget",
+    "Scorer",
+    "SegmentationTarget",
+    "Target",
+    "class_indices",
+    "detections_of",
+    "embedding_of",
+    "logits_of",
+    "make_scorer",
+    "segmentation_logits",
 ]

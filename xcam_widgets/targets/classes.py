@@ -1,4 +1,5 @@
 """Class-index targets, and the `Scorer` that turns a model output and any `target` into S_c, one per image."""
+
 from __future__ import annotations
 
 import numbers
@@ -51,9 +52,7 @@ def class_indices(target: Target, logits: torch.Tensor) -> torch.Tensor:
             raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}")
         values = [int(v) for v in target.reshape(-1).tolist()]
     elif isinstance(target, bool) or not isinstance(target, (numbers.Integral, Sequence)):
-        raise TypeError(
-            f"target must be None, an int, a sequence of ints or a callable; got {type(target).__name__}"
-        )
+        raise TypeError(f"target must be None, an int, a sequence of ints or a callable; got {type(target).__name__}")
     elif isinstance(target, numbers.Integral):
         values = [int(target)] * batch
     else:

@@ -1,4 +1,5 @@
 """Detection target: the score of the detection that best matches a given box and label."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -89,9 +90,7 @@ class DetectionTarget(OutputTarget):
         rows = len(detections)
         boxes = rows_of_spec(self.box, rows, rows_of, "box")
         labels = rows_of_spec(cast(torch.Tensor, self.label), rows, rows_of, "label")  # a tensor since __post_init__
-        return torch.stack([
-            self._score(det, boxes[row], int(labels[row]), row) for row, det in enumerate(detections)
-        ])
+        return torch.stack([self._score(det, boxes[row], int(labels[row]), row) for row, det in enumerate(detections)])
 
     def _score(self, det: dict[str, torch.Tensor], box: torch.Tensor, label: int, row: int) -> torch.Tensor:
         scores = det["scores"]
@@ -110,4 +109,3 @@ class DetectionTarget(OutputTarget):
         best_match = matches[ious[matches].argmax()]
         score = scores[best_match]
         return score + ious[best_match] if self.box_term else score
-

@@ -1,4 +1,5 @@
 """Embedding target: cosine similarity to a reference embedding (CLIP-like and metric-learning models)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

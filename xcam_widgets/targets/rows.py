@@ -1,4 +1,5 @@
 """The contract of the ready-made targets: one score per row of a model output, per-image specifications."""
+
 from __future__ import annotations
 
 import numbers

@@ -1,4 +1,5 @@
 """Segmentation target: one class's logits summed (or averaged) over a pixel mask."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -3,71 +3,30 @@
 The widget decides nothing about what is computed: a control change becomes a `ViewState`, the
 Session's view API turns it into arrays and plain data, and the figures draw them.
 """
+
 from __future__ import annotations
 
 import html
 import threading
-from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import ipywidgets as W
 import numpy as np
 import torch
 
 from ..diagnostics import Diagnosis
-from ..discovery import LayerInfo
-from ..images import MAX_BYTES, SAMPLE_IMAGES, sample_image
+from ..images import SAMPLE_IMAGES, sample_image
 from ..methods import REGISTRY
 from ..models import ModelBundle, load_model
 from ..session import Session
 from . import figures
+from .controls import ViewState, descendants, layer_label, upload_bytes
 from .live_figure import LiveFigure
 from .options import OptionControl, option_controls
 from .sanity_panel import SanityPanel
 from .worker import LatestWins, Superseded
 
 BLANK = np.zeros((1, 1), dtype=np.float32)  # the heatmap before the first map, and while a new image computes
-
-
-@dataclass(frozen=True)
-class ViewState:
-    """Everything that decides what is computed (display settings are not here); `image` is the
-    session's image generation the state was made for."""
-
-    layer: str
-    target: int
-    method: str
-    options: tuple[tuple[str, Any], ...]
-    image: int
-    tab: int = 0
-    compare_target: int = 0
-
-
-def layer_label(info: LayerInfo) -> str:
-    """The layer menu's entry: indented name, module type, output shape, and where XGrad-CAM = Grad-CAM."""
-    marker = "  [XGrad-CAM = Grad-CAM]" if info.gap_linear else ""
-    channels, height, width = info.shape
-    return f"{'  ' * info.depth}{info.name}  {info.kind} {channels}×{height}×{width}{marker}"
-
-
-def upload_bytes(upload: Any) -> bytes:
-    """The bytes of one `FileUpload` entry (a dict with `content`), refused over `MAX_BYTES`.
-
-    The size is the content's own length: a client that sends no (or a wrong) `size` changes nothing."""
-    if not isinstance(upload, Mapping) or "content" not in upload:
-        keys = sorted(upload) if isinstance(upload, Mapping) else type(upload).__name__
-        raise ValueError(f"the upload has no file content (got {keys}); upload the image again")
-    name = upload.get("name", "the upload")
-    size = memoryview(upload["content"]).nbytes
-    if size > MAX_BYTES:
-        raise ValueError(f"{name} is {size:,} bytes; the limit is {MAX_BYTES:,}")
-    return bytes(upload["content"])
-
-
-def _descendants(widget: W.Widget) -> Iterator[W.Widget]:
-    for child in getattr(widget, "children", ()):
-        yield child
-        yield from _descendants(child)
 
 
 class Explorer(W.VBox):
@@ -79,8 +38,14 @@ class Explorer(W.VBox):
     Computation runs in a background thread; `background=False` computes synchronously. `close()`
     stops the computation; so does the interpreter's exit."""
 
-    def __init__(self, model: ModelBundle | torch.nn.Module | None = None, image: Any = None, *,
-                 top_k: int = 5, background: bool = True):
+    def __init__(
+        self,
+        model: ModelBundle | torch.nn.Module | None = None,
+        image: Any = None,
+        *,
+        top_k: int = 5,
+        background: bool = True,
+    ):
         bundle = load_model("efficientnet_lite0") if model is None else model
         self.session = Session(bundle, sample_image(SAMPLE_IMAGES[0]) if image is None else image)
         self.top_k = top_k
@@ -95,25 +60,35 @@ class Explorer(W.VBox):
         self._build_controls(image is None)
         self._build_figures(background)
         self.worker = LatestWins(self._compute, self._draw, self._show_error, self._show_progress, background)
-        self.diag_worker = LatestWins(self._compute_diagnosis, self._draw_diagnosis, self._show_error,
-                                      self._show_progress, background)
+        self.diag_worker = LatestWins(
+            self._compute_diagnosis, self._draw_diagnosis, self._show_error, self._show_progress, background
+        )
         super().__init__([self._controls_box(), self.tabs, W.HBox([self.status, self.progress])])
         self.refresh()
 
     # --- controls -------------------------------------------------------------------------------
     def _build_controls(self, sample: bool) -> None:
         s = self.session
-        self.image_choice = W.Dropdown(options=list(SAMPLE_IMAGES) + ["(your image)"],
-                                       value=SAMPLE_IMAGES[0] if sample else "(your image)", description="image")
+        self.image_choice = W.Dropdown(
+            options=list(SAMPLE_IMAGES) + ["(your image)"],
+            value=SAMPLE_IMAGES[0] if sample else "(your image)",
+            description="image",
+        )
         self.upload = W.FileUpload(accept="image/*", multiple=False, description="upload")
-        self.layer = W.Dropdown(options=[(layer_label(i), i.name) for i in s.layers], value=s.default_layer,
-                                description="layer", layout=W.Layout(width="460px"))
+        self.layer = W.Dropdown(
+            options=[(layer_label(i), i.name) for i in s.layers],
+            value=s.default_layer,
+            description="layer",
+            layout=W.Layout(width="460px"),
+        )
         self.target = W.Dropdown(description="class", layout=W.Layout(width="460px"))
         self.search = W.Combobox(placeholder="search any class…", ensure_option=True, layout=W.Layout(width="220px"))
-        self.method = W.Dropdown(options=[(m.title, m.name) for m in REGISTRY.values()], value="xgradcam",
-                                 description="method")
+        self.method = W.Dropdown(
+            options=[(m.title, m.name) for m in REGISTRY.values()], value="xgradcam", description="method"
+        )
         self.option_controls: dict[str, dict[str, OptionControl]] = {
-            name: option_controls(spec) for name, spec in REGISTRY.items()}
+            name: option_controls(spec) for name, spec in REGISTRY.items()
+        }
         self.options_box = W.HBox()
         self.opacity = W.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="opacity")
         self.colormap = W.Dropdown(options=figures.COLORMAPS, value="Jet", description="colormap")
@@ -138,8 +113,16 @@ class Explorer(W.VBox):
 
     def _controls_box(self) -> W.Widget:
         display = W.HBox([self.opacity, self.colormap, self.threshold, self.mode])
-        return W.VBox([W.HBox([self.image_choice, self.upload]), self.layer, W.HBox([self.target, self.search]),
-                       self.method, self.options_box, display])
+        return W.VBox(
+            [
+                W.HBox([self.image_choice, self.upload]),
+                self.layer,
+                W.HBox([self.target, self.search]),
+                self.method,
+                self.options_box,
+                display,
+            ]
+        )
 
     def _fill_classes(self) -> None:
         """Top-k predictions with probabilities first, then every class by name."""
@@ -168,8 +151,15 @@ class Explorer(W.VBox):
     def state(self) -> ViewState:
         """The state the controls describe; a ValueError names an option control that holds a bad value."""
         options = tuple((name, control.value) for name, control in self.option_controls[self.method.value].items())
-        return ViewState(self.layer.value, int(self.target.value), self.method.value, options,
-                         self.session.generation, self.tabs.selected_index or 0, int(self.compare_target.value))
+        return ViewState(
+            self.layer.value,
+            int(self.target.value),
+            self.method.value,
+            options,
+            self.session.generation,
+            self.tabs.selected_index or 0,
+            int(self.compare_target.value),
+        )
 
     def refresh(self) -> None:
         """Submit the current state; the newest one always wins."""
@@ -195,13 +185,16 @@ class Explorer(W.VBox):
     def close(self) -> None:
         """Stop the computation (waiting for the running step to end), then close every widget."""
         panel = getattr(self, "sanity_panel", None)
-        for worker in (getattr(self, "worker", None), getattr(self, "diag_worker", None),
-                       None if panel is None else panel.worker):
+        for worker in (
+            getattr(self, "worker", None),
+            getattr(self, "diag_worker", None),
+            None if panel is None else panel.worker,
+        ):
             if worker is not None:  # None when the constructor raised (ipywidgets closes on deletion)
                 worker.shutdown()
         controls = getattr(self, "option_controls", {})
         option_widgets = [c.widget for per_method in controls.values() for c in per_method.values()]
-        unique = {id(widget): widget for widget in (*_descendants(self), *option_widgets)}
+        unique = {id(widget): widget for widget in (*descendants(self), *option_widgets)}
         for widget in unique.values():
             widget.close()
         super().close()
@@ -240,8 +233,9 @@ class Explorer(W.VBox):
                 source = figures.png_source(self.session.display)
                 for trace in self.overlay.data[:-1]:
                     trace.source = source
-                self.overlay.data[-1].update(z=figures.quantized(BLANK),
-                                             **figures.placement((1, 1), self.session.display.shape[:2]))
+                self.overlay.data[-1].update(
+                    z=figures.quantized(BLANK), **figures.placement((1, 1), self.session.display.shape[:2])
+                )
                 self.overlay.layout.title.text = "computing…"
             self.sanity_panel.reset()  # its results were for the old image
         self.worker.cancel()  # the old image's work stops at its next progress report
@@ -287,8 +281,10 @@ class Explorer(W.VBox):
             with self.overlay.batch_update():
                 z = figures.quantized(self.shown_map)
                 self.overlay.data[-1].update(z=z, **figures.placement(z.shape, self.session.display.shape[:2]))
-                self.overlay.layout.title.text = (f"{REGISTRY[state.method].title} · {state.layer} · "
-                                                  f"{self.session.class_name(state.target)} (S = {bars.score:.3f})")
+                self.overlay.layout.title.text = (
+                    f"{REGISTRY[state.method].title} · {state.layer} · "
+                    f"{self.session.class_name(state.target)} (S = {bars.score:.3f})"
+                )
             top = frame["predictions"]
             with self.predictions.batch_update():
                 bar = self.predictions.data[0]
@@ -302,9 +298,18 @@ class Explorer(W.VBox):
             for key, box in (("sweep", self.sweep_box), ("grid", self.grid_box), ("compare", self.compare_box)):
                 if key in frame:
                     titles, maps = frame[key]
-                    box.children = [LiveFigure(figures.small_multiples(
-                        self.session.display, maps, titles, colorscale=self.colormap.value,
-                        opacity=self.opacity.value, columns=2 if key == "compare" else 4))]
+                    box.children = [
+                        LiveFigure(
+                            figures.small_multiples(
+                                self.session.display,
+                                maps,
+                                titles,
+                                colorscale=self.colormap.value,
+                                opacity=self.opacity.value,
+                                columns=2 if key == "compare" else 4,
+                            )
+                        )
+                    ]
             self.status.value = ""
             self.progress.layout.visibility = "hidden"
 
@@ -330,7 +335,8 @@ class Explorer(W.VBox):
             self.diag_table.value = (
                 f"<b>{html.escape(state.layer)}</b>, class {html.escape(self.session.class_name(state.target))}: "
                 f"S = {float(d.score[0]):.4f}, Σ map = {float(d.map_sum[0]):.4f}, conservation error = {conservation}, "
-                f"bias term Σ b·∂S/∂b = {bias}. {html.escape(d.note)}")
+                f"bias term Σ b·∂S/∂b = {bias}. {html.escape(d.note)}"
+            )
             self.sensitivity_box.children = [self.sensitivity]
             self.progress.layout.visibility = "hidden"
 
@@ -345,8 +351,7 @@ class Explorer(W.VBox):
 
     def _show_error(self, state: ViewState | None, error: Exception) -> None:
         self.progress.layout.visibility = "hidden"
-        self.status.value = (f"<span style='color:#b00'><b>{type(error).__name__}</b>: "
-                             f"{html.escape(str(error))}</span>")
+        self.status.value = f"<span style='color:#b00'><b>{type(error).__name__}</b>: {html.escape(str(error))}</span>"
 
     def _show_progress(self, done: int, total: int) -> None:
         self.progress.max, self.progress.value = max(total, 1), done
@@ -356,20 +361,27 @@ class Explorer(W.VBox):
     def _build_figures(self, background: bool) -> None:
         s = self.session
         # LiveFigure: a page that connects later (Voilà, a reload) renders the current figure.
-        self.overlay = LiveFigure(figures.overlay_figure(s.display, BLANK, opacity=self.opacity.value,
-                                                         title="computing…"))
+        self.overlay = LiveFigure(
+            figures.overlay_figure(s.display, BLANK, opacity=self.opacity.value, title="computing…")
+        )
         top = s.predictions(self.top_k)
         self.predictions = LiveFigure(figures.predictions_figure([p.name for p in top], [p.probability for p in top]))
         self.conservation = LiveFigure(figures.conservation_figure([], [], 0.0))
         self.sensitivity_box, self.channel_box = W.Box(), W.Box()
         self.diag_table = W.HTML("Diagnostics re-run the network once per channel: press the button.")
         self.sweep_box, self.grid_box, self.compare_box = W.Box(), W.Box(), W.VBox()
-        axioms = W.VBox([W.HBox([self.diagnose_button, self.cancel_button]), self.diag_table,
-                         W.HBox([self.conservation, self.sensitivity_box, self.channel_box])])
+        axioms = W.VBox(
+            [
+                W.HBox([self.diagnose_button, self.cancel_button]),
+                self.diag_table,
+                W.HBox([self.conservation, self.sensitivity_box, self.channel_box]),
+            ]
+        )
         explore = W.VBox([W.HBox([self.overlay, self.predictions]), axioms])
         compare = W.VBox([self.compare_target, self.compare_box])
-        self.sanity_panel = SanityPanel(s, self.layer, self.target, self.colormap, self.opacity, self._draw_lock,
-                                        background)
+        self.sanity_panel = SanityPanel(
+            s, self.layer, self.target, self.colormap, self.opacity, self._draw_lock, background
+        )
         self.tabs = W.Tab(children=[explore, self.sweep_box, self.grid_box, compare, self.sanity_panel])
         for i, title in enumerate(("Explore", "Layer sweep", "Method grid", "Class compare", "Sanity")):
             self.tabs.set_title(i, title)
@@ -384,9 +396,14 @@ class Explorer(W.VBox):
 
     def _rebuild_overlay(self) -> None:
         with self._draw_lock:
-            fig = figures.overlay_figure(self.session.display, self.shown_map, opacity=self.opacity.value,
-                                         colorscale=self.colormap.value, threshold=self.threshold.value,
-                                         side_by_side=self.mode.value == "side by side",
-                                         title=self.overlay.layout.title.text or "")
+            fig = figures.overlay_figure(
+                self.session.display,
+                self.shown_map,
+                opacity=self.opacity.value,
+                colorscale=self.colormap.value,
+                threshold=self.threshold.value,
+                side_by_side=self.mode.value == "side by side",
+                title=self.overlay.layout.title.text or "",
+            )
             self.overlay = LiveFigure(fig)
             self.tabs.children[0].children[0].children = [self.overlay, self.predictions]

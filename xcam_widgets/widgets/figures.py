@@ -1,4 +1,5 @@
 """Plotly figure builders: pure functions from arrays to figures, no widgets and no torch."""
+
 from __future__ import annotations
 
 import base64
@@ -52,21 +53,43 @@ def placement(cells: tuple[int, int], image_size: tuple[int, int]) -> dict[str, 
     return dict(x0=width / cols / 2 - 0.5, dx=width / cols, y0=height / rows / 2 - 0.5, dy=height / rows)
 
 
-def heatmap_trace(map_low: np.ndarray, image_size: tuple[int, int], *, opacity: float, colorscale: str,
-                  threshold: float = 0.0, showscale: bool = True) -> go.Heatmap:
+def heatmap_trace(
+    map_low: np.ndarray,
+    image_size: tuple[int, int],
+    *,
+    opacity: float,
+    colorscale: str,
+    threshold: float = 0.0,
+    showscale: bool = True,
+) -> go.Heatmap:
     """The map at the layer's resolution, stretched over the image; the browser interpolates it
     (`zsmooth`), so an update sends h·w small integers, not H·W floats."""
     z = quantized(map_low)
     return go.Heatmap(
-        z=z, **placement(z.shape, image_size), zmin=0, zmax=255, zsmooth="best",
-        colorscale=threshold_colorscale(colorscale, threshold), opacity=opacity, showscale=showscale,
+        z=z,
+        **placement(z.shape, image_size),
+        zmin=0,
+        zmax=255,
+        zsmooth="best",
+        colorscale=threshold_colorscale(colorscale, threshold),
+        opacity=opacity,
+        showscale=showscale,
         colorbar=dict(tickvals=[0, 64, 128, 191, 255], ticktext=["0", "0.25", "0.5", "0.75", "1"]),
-        hovertemplate="pixel (%{x:.0f}, %{y:.0f})<br>map %{z}/255<extra></extra>", name="map",
+        hovertemplate="pixel (%{x:.0f}, %{y:.0f})<br>map %{z}/255<extra></extra>",
+        name="map",
     )
 
 
-def overlay_figure(pixels: np.ndarray, map_low: np.ndarray, *, opacity: float = 0.5, colorscale: str = "Jet",
-                   threshold: float = 0.0, side_by_side: bool = False, title: str = "") -> go.Figure:
+def overlay_figure(
+    pixels: np.ndarray,
+    map_low: np.ndarray,
+    *,
+    opacity: float = 0.5,
+    colorscale: str = "Jet",
+    threshold: float = 0.0,
+    side_by_side: bool = False,
+    title: str = "",
+) -> go.Figure:
     """The photo with the heatmap over it; side by side adds the bare photo on the left."""
     size = pixels.shape[:2]
     columns = 2 if side_by_side else 1
@@ -74,8 +97,9 @@ def overlay_figure(pixels: np.ndarray, map_low: np.ndarray, *, opacity: float = 
     if side_by_side:
         fig.add_trace(go.Image(source=png_source(pixels), hoverinfo="skip"), row=1, col=1)
     fig.add_trace(go.Image(source=png_source(pixels), hoverinfo="skip"), row=1, col=columns)
-    fig.add_trace(heatmap_trace(map_low, size, opacity=opacity, colorscale=colorscale, threshold=threshold),
-                  row=1, col=columns)
+    fig.add_trace(
+        heatmap_trace(map_low, size, opacity=opacity, colorscale=colorscale, threshold=threshold), row=1, col=columns
+    )
     fig.update_xaxes(visible=False, range=[-0.5, size[1] - 0.5])
     fig.update_yaxes(visible=False, range=[size[0] - 0.5, -0.5], scaleanchor="x")
     fig.update_layout(title=title, width=320 * columns + 80, height=360, margin=dict(l=10, r=10, t=40, b=10))
@@ -84,20 +108,34 @@ def overlay_figure(pixels: np.ndarray, map_low: np.ndarray, *, opacity: float = 
 
 def predictions_figure(names: Sequence[str], probabilities: Sequence[float], highlight: int | None = None) -> go.Figure:
     colors = ["#d62728" if i == highlight else "#1f77b4" for i in range(len(names))]
-    fig = go.Figure(go.Bar(x=list(probabilities)[::-1], y=list(names)[::-1], orientation="h",
-                           marker_color=colors[::-1], hovertemplate="%{y}: %{x:.1%}<extra></extra>"))
-    fig.update_layout(title="Top predictions", xaxis=dict(range=[0, 1], tickformat=".0%"),
-                      width=320, height=260, margin=dict(l=10, r=10, t=40, b=10))
+    fig = go.Figure(
+        go.Bar(
+            x=list(probabilities)[::-1],
+            y=list(names)[::-1],
+            orientation="h",
+            marker_color=colors[::-1],
+            hovertemplate="%{y}: %{x:.1%}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title="Top predictions",
+        xaxis=dict(range=[0, 1], tickformat=".0%"),
+        width=320,
+        height=260,
+        margin=dict(l=10, r=10, t=40, b=10),
+    )
     return fig
 
 
 def conservation_figure(methods: Sequence[str], map_sums: Sequence[float], score: float) -> go.Figure:
     """Conservation: each method's Σ M against the class score S_c (a dashed line)."""
-    fig = go.Figure(go.Bar(x=list(methods), y=list(map_sums), name="Σ raw map",
-                           hovertemplate="%{x}: Σ M = %{y:.3f}<extra></extra>"))
+    fig = go.Figure(
+        go.Bar(x=list(methods), y=list(map_sums), name="Σ raw map", hovertemplate="%{x}: Σ M = %{y:.3f}<extra></extra>")
+    )
     fig.add_hline(y=score, line_dash="dash", annotation_text=f"S_c = {score:.3f}")
-    fig.update_layout(title="Conservation: Σ map vs class score", width=420, height=300,
-                      margin=dict(l=10, r=10, t=40, b=10))
+    fig.update_layout(
+        title="Conservation: Σ map vs class score", width=420, height=300, margin=dict(l=10, r=10, t=40, b=10)
+    )
     return fig
 
 
@@ -105,37 +143,73 @@ def sensitivity_figure(predicted: np.ndarray, true: np.ndarray, title: str) -> g
     """Sensitivity: per-channel predicted drop p_k against the true drop d_k; the diagonal is p = d."""
     low = float(min(predicted.min(), true.min(), 0.0))
     high = float(max(predicted.max(), true.max(), 0.0))
-    fig = go.Figure(go.Scattergl(
-        x=true, y=predicted, mode="markers", marker=dict(size=6, opacity=0.7), name="channels",
-        customdata=np.arange(len(true)), hovertemplate="channel %{customdata}<br>true %{x:.4f}<br>predicted %{y:.4f}<extra></extra>",
-    ))
-    fig.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", line=dict(dash="dot", color="grey"),
-                             hoverinfo="skip", name="p = d"))
-    fig.update_layout(title=title, xaxis_title="true drop d_k", yaxis_title="predicted drop p_k",
-                      width=420, height=360, showlegend=False, margin=dict(l=10, r=10, t=50, b=10))
+    fig = go.Figure(
+        go.Scattergl(
+            x=true,
+            y=predicted,
+            mode="markers",
+            marker=dict(size=6, opacity=0.7),
+            name="channels",
+            customdata=np.arange(len(true)),
+            hovertemplate="channel %{customdata}<br>true %{x:.4f}<br>predicted %{y:.4f}<extra></extra>",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[low, high],
+            y=[low, high],
+            mode="lines",
+            line=dict(dash="dot", color="grey"),
+            hoverinfo="skip",
+            name="p = d",
+        )
+    )
+    fig.update_layout(
+        title=title,
+        xaxis_title="true drop d_k",
+        yaxis_title="predicted drop p_k",
+        width=420,
+        height=360,
+        showlegend=False,
+        margin=dict(l=10, r=10, t=50, b=10),
+    )
     return fig
 
 
 def channel_figure(activation: np.ndarray, title: str) -> go.Figure:
-    fig = go.Figure(go.Heatmap(z=np.round(activation, 4), colorscale="Viridis",
-                               hovertemplate="(%{x}, %{y}) A = %{z:.3f}<extra></extra>"))
+    fig = go.Figure(
+        go.Heatmap(
+            z=np.round(activation, 4), colorscale="Viridis", hovertemplate="(%{x}, %{y}) A = %{z:.3f}<extra></extra>"
+        )
+    )
     fig.update_yaxes(autorange="reversed", scaleanchor="x")
     fig.update_layout(title=title, width=300, height=300, margin=dict(l=10, r=10, t=40, b=10))
     return fig
 
 
-def small_multiples(pixels: np.ndarray, maps: Sequence[np.ndarray], titles: Sequence[str], *,
-                    colorscale: str = "Jet", opacity: float = 0.5, columns: int = 4) -> go.Figure:
+def small_multiples(
+    pixels: np.ndarray,
+    maps: Sequence[np.ndarray],
+    titles: Sequence[str],
+    *,
+    colorscale: str = "Jet",
+    opacity: float = 0.5,
+    columns: int = 4,
+) -> go.Figure:
     """A grid of overlays: one per layer, method or class."""
     rows = max(1, -(-len(maps) // columns))
-    fig = make_subplots(rows=rows, cols=columns, subplot_titles=list(titles),
-                        horizontal_spacing=0.02, vertical_spacing=0.08)
+    fig = make_subplots(
+        rows=rows, cols=columns, subplot_titles=list(titles), horizontal_spacing=0.02, vertical_spacing=0.08
+    )
     source = png_source(pixels)
     for i, map_low in enumerate(maps):
         row, col = i // columns + 1, i % columns + 1
         fig.add_trace(go.Image(source=source, hoverinfo="skip"), row=row, col=col)
-        fig.add_trace(heatmap_trace(map_low, pixels.shape[:2], opacity=opacity, colorscale=colorscale,
-                                    showscale=False), row=row, col=col)
+        fig.add_trace(
+            heatmap_trace(map_low, pixels.shape[:2], opacity=opacity, colorscale=colorscale, showscale=False),
+            row=row,
+            col=col,
+        )
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, autorange="reversed")
     fig.update_layout(width=200 * columns + 40, height=220 * rows + 40, margin=dict(l=10, r=10, t=40, b=10))
@@ -143,32 +217,60 @@ def small_multiples(pixels: np.ndarray, maps: Sequence[np.ndarray], titles: Sequ
     return fig
 
 
-def map_strip(pixels: np.ndarray, maps: Sequence[np.ndarray], titles: Sequence[str], *, colorscale: str = "Jet",
-              opacity: float = 0.5, tile: int = 120) -> go.Figure:
+def map_strip(
+    pixels: np.ndarray,
+    maps: Sequence[np.ndarray],
+    titles: Sequence[str],
+    *,
+    colorscale: str = "Jet",
+    opacity: float = 0.5,
+    tile: int = 120,
+) -> go.Figure:
     """One row of overlays, `tile` pixels each: a method's maps along a sanity check."""
     fig = small_multiples(pixels, maps, titles, colorscale=colorscale, opacity=opacity, columns=max(1, len(maps)))
     fig.update_layout(width=tile * max(1, len(maps)) + 40, height=tile + 60, margin=dict(l=10, r=10, t=40, b=10))
     return fig
 
 
-def similarity_figure(steps: Sequence[str], similarity: Mapping[str, Sequence[float]],
-                      random_logit: Mapping[str, float] | None, threshold: float, title: str = "") -> go.Figure:
+def similarity_figure(
+    steps: Sequence[str],
+    similarity: Mapping[str, Sequence[float]],
+    random_logit: Mapping[str, float] | None,
+    threshold: float,
+    title: str = "",
+) -> go.Figure:
     """Similarity to the original map along the cascade (lines, one per measure), the mean
     random-logit similarity (diamonds at "random classes"), and the verdicts' pass mark (dashed)."""
     fig = go.Figure()
     for measure, values in similarity.items():
         color, name = SIMILARITY_COLORS.get(measure), SIMILARITY_NAMES.get(measure, measure)
-        fig.add_trace(go.Scatter(x=list(steps), y=list(values), mode="lines+markers", name=name,
-                                 line=dict(color=color), legendgroup=measure,
-                                 hovertemplate=f"{name} %{{y:.3f}}<br>%{{x}}<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=list(steps),
+                y=list(values),
+                mode="lines+markers",
+                name=name,
+                line=dict(color=color),
+                legendgroup=measure,
+                hovertemplate=f"{name} %{{y:.3f}}<br>%{{x}}<extra></extra>",
+            )
+        )
         if random_logit is not None:
-            fig.add_trace(go.Scatter(x=["random classes"], y=[random_logit[measure]], mode="markers",
-                                     marker=dict(symbol="diamond", size=11, color=color), legendgroup=measure,
-                                     showlegend=False,
-                                     hovertemplate=f"{name} %{{y:.3f}} (random classes)<extra></extra>"))
+            fig.add_trace(
+                go.Scatter(
+                    x=["random classes"],
+                    y=[random_logit[measure]],
+                    mode="markers",
+                    marker=dict(symbol="diamond", size=11, color=color),
+                    legendgroup=measure,
+                    showlegend=False,
+                    hovertemplate=f"{name} %{{y:.3f}} (random classes)<extra></extra>",
+                )
+            )
     fig.add_hline(y=threshold, line_dash="dash", line_color="grey", annotation_text=f"pass below {threshold:g}")
     fig.update_yaxes(range=[-1.05, 1.1], title="similarity to the original")
     fig.update_xaxes(type="category", tickangle=-30)
-    fig.update_layout(title=title, width=380, height=260, margin=dict(l=10, r=10, t=40, b=10),
-                      legend=dict(orientation="h", y=-0.45))
+    fig.update_layout(
+        title=title, width=380, height=260, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.45)
+    )
     return fig

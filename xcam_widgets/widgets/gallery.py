@@ -8,6 +8,7 @@ pages them, `page_thumbnails` draws thumbnails from the stored maps (never from 
 becomes a new `GalleryTable`, built outside the lock and swapped in under it; every change of
 what is shown holds `_lock`, so the run's updates and the user's clicks never interleave.
 """
+
 from __future__ import annotations
 
 import html
@@ -71,12 +72,29 @@ class Gallery(W.VBox):
     `close()` stops the run after its current batch; so does the interpreter's exit.
     """
 
-    def __init__(self, model: Any, images: Any, methods: Any = None, layers: Any = None, target: Any = None, *,
-                 metrics: Any = None, batch_size: int = DEFAULT_BATCH, device: Any = None, preprocess: Any = None,
-                 display_images: Any = None, metric: str | None = None, page_size: int = DEFAULT_PAGE_SIZE,
-                 thumbnail_side: int = 96, colormap: str = "Jet", opacity: float = 0.5,
-                 export_path: str = "gallery_selection", export_limit: int = DEFAULT_SHEET_ROWS,
-                 background: bool = True, **run_options: Any) -> None:
+    def __init__(
+        self,
+        model: Any,
+        images: Any,
+        methods: Any = None,
+        layers: Any = None,
+        target: Any = None,
+        *,
+        metrics: Any = None,
+        batch_size: int = DEFAULT_BATCH,
+        device: Any = None,
+        preprocess: Any = None,
+        display_images: Any = None,
+        metric: str | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        thumbnail_side: int = 96,
+        colormap: str = "Jet",
+        opacity: float = 0.5,
+        export_path: str = "gallery_selection",
+        export_limit: int = DEFAULT_SHEET_ROWS,
+        background: bool = True,
+        **run_options: Any,
+    ) -> None:
         self.style = ThumbnailStyle(thumbnail_side, colormap, opacity)
         positive_int("page_size", page_size)
         positive_int("export_limit", export_limit)
@@ -90,9 +108,20 @@ class Gallery(W.VBox):
         self._summary_key: tuple | None = None
         self.explorer: Explorer | None = None
         self.explorer_row: int | None = None
-        data = open_gallery(model, images, methods=methods, layers=layers, target=target, metrics=metrics,
-                            batch_size=batch_size, device=device, preprocess=preprocess,
-                            display_images=display_images, listener=self._on_run_update, run_options=run_options)
+        data = open_gallery(
+            model,
+            images,
+            methods=methods,
+            layers=layers,
+            target=target,
+            metrics=metrics,
+            batch_size=batch_size,
+            device=device,
+            preprocess=preprocess,
+            display_images=display_images,
+            listener=self._on_run_update,
+            run_options=run_options,
+        )
         self.bundle, self.run, self.source = data.bundle, data.run, data.source
         self.model = self.bundle.model
         try:
@@ -124,8 +153,12 @@ class Gallery(W.VBox):
         self.progress_label = W.HTML()
         self.cancel_button = W.Button(description="Cancel", icon="stop", disabled=reopened)
         self.tiles = [Tile(self.style.side) for _ in range(page_size)]
-        self.grid = W.GridBox(self.tiles, layout=W.Layout(
-            grid_template_columns=f"repeat(auto-fill, {self.style.side + 32}px)", grid_gap="4px", width="60%"))
+        self.grid = W.GridBox(
+            self.tiles,
+            layout=W.Layout(
+                grid_template_columns=f"repeat(auto-fill, {self.style.side + 32}px)", grid_gap="4px", width="60%"
+            ),
+        )
         self.distribution = LiveFigure(distribution_figure(None))
         self.class_table = W.HTML()
         self.explorer_box = W.VBox()
@@ -142,8 +175,16 @@ class Gallery(W.VBox):
         self.export.png.on_click(lambda button: self._guarded(lambda: self.export_sheet(format="png")))
         self.export.html.on_click(lambda button: self._guarded(lambda: self.export_sheet(format="html")))
         summary = W.VBox([self.distribution, self.class_table], layout=W.Layout(width="40%", overflow="auto"))
-        super().__init__([W.HBox([self.progress, self.progress_label, self.cancel_button]), self.controls.box(),
-                          W.HBox([self.grid, summary]), self.export.box(), self.status, self.explorer_box])
+        super().__init__(
+            [
+                W.HBox([self.progress, self.progress_label, self.cancel_button]),
+                self.controls.box(),
+                W.HBox([self.grid, summary]),
+                self.export.box(),
+                self.status,
+                self.explorer_box,
+            ]
+        )
 
     def _wire_tile(self, tile: Tile) -> None:
         tile.button.on_click(lambda button: self._guarded(lambda: self._open_tile(tile)))
@@ -167,8 +208,9 @@ class Gallery(W.VBox):
         done = snapshot.images_done
         total = max(snapshot.images_total, done)
         self.progress.max, self.progress.value = max(total, 1), done
-        self.progress.bar_style = {"running": "info", "done": "success", "cancelled": "warning",
-                                   "failed": "danger"}[snapshot.state]
+        self.progress.bar_style = {"running": "info", "done": "success", "cancelled": "warning", "failed": "danger"}[
+            snapshot.state
+        ]
         self.cancel_button.disabled = snapshot.state != "running"
         if snapshot.error is not None:
             self._show_error(snapshot.error, "the run stopped; the rows so far stay")
@@ -224,8 +266,9 @@ class Gallery(W.VBox):
 
     def _show_error(self, error: BaseException, note: str = "") -> None:
         suffix = f" ({html.escape(note)})" if note else ""
-        self.status.value = (f"<span style='color:#b00'><b>{type(error).__name__}</b>: "
-                             f"{html.escape(str(error))}{suffix}</span>")
+        self.status.value = (
+            f"<span style='color:#b00'><b>{type(error).__name__}</b>: {html.escape(str(error))}{suffix}</span>"
+        )
 
     # --- drawing ------------------------------------------------------------------------------------
     @property
@@ -249,8 +292,9 @@ class Gallery(W.VBox):
                 tile.show(rows[i], caption_html(lines, bool(errors[i])), images[i])
             else:
                 tile.show(None, "", None)
-        self.controls.page_label.value = (f"page {page.index + 1} / {page.count} · {page.total} of "
-                                          f"{len(self.table)} rows")
+        self.controls.page_label.value = (
+            f"page {page.index + 1} / {page.count} · {page.total} of {len(self.table)} rows"
+        )
         self._render_summary()
 
     def _render_summary(self) -> None:
@@ -287,8 +331,10 @@ class Gallery(W.VBox):
             explorer.target.value = int(record["class"])
         except TraitError as error:
             explorer.close()
-            raise ValueError(f"the Explorer cannot show row {row} ({record['method']} at {record['layer']}, "
-                             f"class {record['class']}): {error}") from None
+            raise ValueError(
+                f"the Explorer cannot show row {row} ({record['method']} at {record['layer']}, "
+                f"class {record['class']}): {error}"
+            ) from None
         with self._lock:
             previous, self.explorer, self.explorer_row = self.explorer, explorer, row
             title = W.HTML(f"<b>Explorer</b> on row #{row}: image {html.escape(str(record['image']))}")
@@ -311,12 +357,20 @@ class Gallery(W.VBox):
         control's value by default); returns the path."""
         with self._lock:
             selection = self.view.selection
-            target, drawn = write_sheet(selection, path if path is not None else self._export_path(format),
-                                        self.display, self.maps, style=self.style, metric=self.metric,
-                                        class_names=self.bundle.categories, format=format,
-                                        limit=int(self.export.limit.value) if limit is None else limit)
-            self.status.value = (f"wrote a contact sheet of {drawn} of {len(selection)} rows to "
-                                 f"{html.escape(str(target))}")
+            target, drawn = write_sheet(
+                selection,
+                path if path is not None else self._export_path(format),
+                self.display,
+                self.maps,
+                style=self.style,
+                metric=self.metric,
+                class_names=self.bundle.categories,
+                format=format,
+                limit=int(self.export.limit.value) if limit is None else limit,
+            )
+            self.status.value = (
+                f"wrote a contact sheet of {drawn} of {len(selection)} rows to {html.escape(str(target))}"
+            )
             return target
 
     def _export_path(self, suffix: str) -> Path:

@@ -2,6 +2,7 @@
 metric's distribution per method (Plotly bars of histogram counts, so a page sends bin counts, not
 every value) and the per-class table (HTML). Controls only describe a `Filter` and a `Sort`; the
 Gallery (`gallery.py`) hands them to the widget-free `GalleryView`."""
+
 from __future__ import annotations
 
 import html
@@ -19,10 +20,27 @@ ANY = "(any)"
 BY_ROW = "(row)"
 NO_RANGE = "(none)"
 PAGE_SIZES: tuple[int, ...] = (12, 24, 48, 96)
-NOT_METRICS: frozenset[str] = frozenset({  # identifiers and text: never a metric (an empty table's columns all
-    "row", "image", "class", "label", "predicted", "method", "layer", "class_name", "error"})  # look numeric)
+NOT_METRICS: frozenset[str] = frozenset(
+    {  # identifiers and text: never a metric (an empty table's columns all
+        "row",
+        "image",
+        "class",
+        "label",
+        "predicted",
+        "method",
+        "layer",
+        "class_name",
+        "error",
+    }
+)  # look numeric)
 PREFERRED_METRICS: tuple[str, ...] = (
-    "energy", "pointing", "deletion", "insertion", "average_drop", "sensitivity_r", "conservation_error",
+    "energy",
+    "pointing",
+    "deletion",
+    "insertion",
+    "average_drop",
+    "sensitivity_r",
+    "conservation_error",
     "confidence",
 )
 
@@ -49,8 +67,10 @@ class Tile(W.VBox):
         self.image = W.Image(format="jpeg", width=side, height=side)
         self.caption = W.HTML(layout=W.Layout(width=f"{side + 24}px"))
         self.button = W.Button(description="explore", layout=W.Layout(width=f"{side + 24}px"))
-        super().__init__([self.image, self.caption, self.button],
-                         layout=W.Layout(border="1px solid #ddd", padding="2px", align_items="center"))
+        super().__init__(
+            [self.image, self.caption, self.button],
+            layout=W.Layout(border="1px solid #ddd", padding="2px", align_items="center"),
+        )
 
     def show(self, row: int | None, caption: str, image: bytes | None) -> None:
         """Show `row` with `caption` (HTML) and, when given, new image bytes; None hides the tile."""
@@ -88,24 +108,38 @@ class Controls:
         self.range_column = W.Dropdown(description="range of", layout=wide)
         self.low = W.Text(placeholder="min", continuous_update=False, layout=W.Layout(width="90px"))
         self.high = W.Text(placeholder="max", continuous_update=False, layout=W.Layout(width="90px"))
-        self.page_size = W.Dropdown(options=sorted({*PAGE_SIZES, page_size}), value=page_size,
-                                    description="per page", layout=W.Layout(width="160px"))
+        self.page_size = W.Dropdown(
+            options=sorted({*PAGE_SIZES, page_size}),
+            value=page_size,
+            description="per page",
+            layout=W.Layout(width="160px"),
+        )
         self.previous = W.Button(description="◀", layout=W.Layout(width="40px"))
         self.next = W.Button(description="▶", layout=W.Layout(width="40px"))
         self.page_label = W.HTML()
 
     @property
     def filter_widgets(self) -> tuple[W.ValueWidget, ...]:
-        return (self.classes, self.methods, self.layers, self.outcome, self.errors, self.range_column, self.low,
-                self.high)
+        return (
+            self.classes,
+            self.methods,
+            self.layers,
+            self.outcome,
+            self.errors,
+            self.range_column,
+            self.low,
+            self.high,
+        )
 
     def box(self) -> W.Widget:
-        return W.VBox([
-            W.HBox([self.metric, self.sort_by, self.descending]),
-            W.HBox([self.classes, self.methods, self.layers]),
-            W.HBox([self.outcome, self.errors, self.range_column, self.low, self.high]),
-            W.HBox([self.previous, self.page_label, self.next, self.page_size]),
-        ])
+        return W.VBox(
+            [
+                W.HBox([self.metric, self.sort_by, self.descending]),
+                W.HBox([self.classes, self.methods, self.layers]),
+                W.HBox([self.outcome, self.errors, self.range_column, self.low, self.high]),
+                W.HBox([self.previous, self.page_label, self.next, self.page_size]),
+            ]
+        )
 
     def set_choices(self, table: GalleryTable, class_names: Sequence[str], metric: str | None = None) -> None:
         """Offer the table's columns and values, keeping each control's value where it still applies
@@ -134,7 +168,9 @@ class Controls:
             classes=None if self.classes.value in (None, ANY) else (int(self.classes.value),),
             methods=None if self.methods.value in (None, ANY) else (self.methods.value,),
             layers=None if self.layers.value in (None, ANY) else (self.layers.value,),
-            outcome=self.outcome.value, errors=self.errors.value, ranges=ranges,
+            outcome=self.outcome.value,
+            errors=self.errors.value,
+            ranges=ranges,
         )
 
 
@@ -175,8 +211,9 @@ class ExportPanel:
 
     def __init__(self, path: str, limit: int) -> None:
         self.path = W.Text(value=path, description="export to", layout=W.Layout(width="360px"))
-        self.limit = W.BoundedIntText(value=limit, min=1, max=10_000, description="sheet rows",
-                                      layout=W.Layout(width="180px"))
+        self.limit = W.BoundedIntText(
+            value=limit, min=1, max=10_000, description="sheet rows", layout=W.Layout(width="180px")
+        )
         self.csv = W.Button(description="CSV", icon="table")
         self.png = W.Button(description="contact sheet PNG", icon="image")
         self.html = W.Button(description="contact sheet HTML", icon="file")
@@ -187,8 +224,16 @@ class ExportPanel:
 
 def distribution_figure(dist: Distribution | None, height: int = 300) -> go.Figure:
     """The metric's histogram per method (bars of counts over shared bins, overlaid)."""
-    fig = go.Figure(layout=go.Layout(barmode="overlay", height=height, width=400, margin=dict(l=40, r=10, t=40, b=40),
-                                     title=dict(text="", font=dict(size=13)), legend=dict(orientation="h")))
+    fig = go.Figure(
+        layout=go.Layout(
+            barmode="overlay",
+            height=height,
+            width=400,
+            margin=dict(l=40, r=10, t=40, b=40),
+            title=dict(text="", font=dict(size=13)),
+            legend=dict(orientation="h"),
+        )
+    )
     update_distribution(fig, dist)
     return fig
 
@@ -220,6 +265,18 @@ def class_table_html(frame: Any, metric: str | None) -> str:
 
 
 __all__ = [
-    "ANY", "BY_ROW", "NOT_METRICS", "NO_RANGE", "PAGE_SIZES", "Controls", "ExportPanel", "Tile", "caption_html",
-    "class_table_html", "default_metric", "distribution_figure", "metric_columns", "update_distribution",
+    "ANY",
+    "BY_ROW",
+    "NOT_METRICS",
+    "NO_RANGE",
+    "PAGE_SIZES",
+    "Controls",
+    "ExportPanel",
+    "Tile",
+    "caption_html",
+    "class_table_html",
+    "default_metric",
+    "distribution_figure",
+    "metric_columns",
+    "update_distribution",
 ]

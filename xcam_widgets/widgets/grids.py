@@ -1,4 +1,5 @@
 """Small-multiple views without controls: a layer sweep and a method grid, as Plotly figures."""
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -16,13 +17,21 @@ from .live_figure import LiveFigure
 def _session(model: ModelBundle | torch.nn.Module | Session | None, image: Any) -> Session:
     if isinstance(model, Session):
         return model
-    return Session(load_model("efficientnet_lite0") if model is None else model,
-                   sample_image(SAMPLE_IMAGES[0]) if image is None else image)
+    return Session(
+        load_model("efficientnet_lite0") if model is None else model,
+        sample_image(SAMPLE_IMAGES[0]) if image is None else image,
+    )
 
 
-def layer_sweep(model: ModelBundle | torch.nn.Module | Session | None = None, image: Any = None, *,
-                method: str = "xgradcam", target: int | None = None, layers: Sequence[str] | None = None,
-                **options: Any) -> LiveFigure:
+def layer_sweep(
+    model: ModelBundle | torch.nn.Module | Session | None = None,
+    image: Any = None,
+    *,
+    method: str = "xgradcam",
+    target: int | None = None,
+    layers: Sequence[str] | None = None,
+    **options: Any,
+) -> LiveFigure:
     """The map of `method` at layers through the network (default: up to 12 spread evenly),
     all from one forward and one backward pass: how the evidence forms."""
     s = _session(model, image)
@@ -33,9 +42,14 @@ def layer_sweep(model: ModelBundle | torch.nn.Module | Session | None = None, im
     return LiveFigure(fig)
 
 
-def method_grid(model: ModelBundle | torch.nn.Module | Session | None = None, image: Any = None, *,
-                layer: str | None = None, target: int | None = None,
-                methods: Sequence[str] = GRADIENT_METHODS) -> LiveFigure:
+def method_grid(
+    model: ModelBundle | torch.nn.Module | Session | None = None,
+    image: Any = None,
+    *,
+    layer: str | None = None,
+    target: int | None = None,
+    methods: Sequence[str] = GRADIENT_METHODS,
+) -> LiveFigure:
     """Several methods side by side at one layer for one class (gradient methods share one pass)."""
     s = _session(model, image)
     target = s.predictions(1)[0].index if target is None else target

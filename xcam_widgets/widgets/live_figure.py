@@ -1,4 +1,5 @@
 """A Plotly FigureWidget whose synced state is always the figure as it is now."""
+
 from __future__ import annotations
 
 from copy import deepcopy

@@ -3,6 +3,7 @@
 New options of a method appear in the Explorer by themselves, and untouched controls hold the
 method's own defaults, so the Explorer shows what `xw.explain(...)` gives with no options.
 """
+
 from __future__ import annotations
 
 import types
@@ -54,8 +55,9 @@ def control_for(name: str, annotation: Any, default: Any) -> OptionControl | Non
     """bool → Checkbox, int → IntText, float → FloatText, str → Text, Literal → Dropdown,
     Optional[int | float] → Text that reads "none" as None; None for any other type."""
     kind = annotation if annotation is not None else type(default)
-    label = dict(description=name.replace("_", " "), style={"description_width": "initial"},
-                 layout=W.Layout(width="190px"))
+    label = dict(
+        description=name.replace("_", " "), style={"description_width": "initial"}, layout=W.Layout(width="190px")
+    )
     args = typing.get_args(kind)
     if typing.get_origin(kind) is Literal:
         return OptionControl(name, W.Dropdown(options=list(args), value=default, **label), _same)

@@ -5,6 +5,7 @@ output layer randomised → … → every layer after the CAM layer randomised),
 other classes; beside it, the similarity curves; under it, the verdict in words. What is computed
 is `Session.sanity`'s; this panel only wires and draws.
 """
+
 from __future__ import annotations
 
 import html
@@ -23,9 +24,11 @@ from .live_figure import LiveFigure
 from .worker import LatestWins, Superseded
 
 MAX_CASCADE_MAPS = 8  # a longer cascade shows this many of its maps, spread evenly (its curves show every step)
-PROMPT = ("Sanity checks randomise the layers after the chosen layer, one at a time from the output back, "
-          "and ask each method for its map for random other classes. They re-run the methods many times: "
-          "choose methods and press Run.")
+PROMPT = (
+    "Sanity checks randomise the layers after the chosen layer, one at a time from the output back, "
+    "and ask each method for its map for random other classes. They re-run the methods many times: "
+    "choose methods and press Run."
+)
 
 
 @dataclass(frozen=True)
@@ -49,13 +52,22 @@ class SanityPanel(W.VBox):
     `colormap` and `opacity` its display controls; `lock` is held while drawing (the Explorer holds it
     while it swaps the image)."""
 
-    def __init__(self, session: Session, layer: W.Dropdown, target: W.Dropdown, colormap: W.Dropdown,
-                 opacity: W.FloatSlider, lock: threading.Lock, background: bool = True):
+    def __init__(
+        self,
+        session: Session,
+        layer: W.Dropdown,
+        target: W.Dropdown,
+        colormap: W.Dropdown,
+        opacity: W.FloatSlider,
+        lock: threading.Lock,
+        background: bool = True,
+    ):
         self.session, self._layer, self._target = session, layer, target
         self._colormap, self._opacity, self._lock = colormap, opacity, lock
         self.shown: SanityView | None = None
-        self.methods = W.SelectMultiple(options=[(m.title, m.name) for m in REGISTRY.values()],
-                                        value=DEFAULT_METHODS, rows=6, description="methods")
+        self.methods = W.SelectMultiple(
+            options=[(m.title, m.name) for m in REGISTRY.values()], value=DEFAULT_METHODS, rows=6, description="methods"
+        )
         self.run_button = W.Button(description="Run sanity checks", button_style="info")
         self.cancel_button = W.Button(description="Cancel", icon="stop")
         self.status = W.HTML()
@@ -74,8 +86,11 @@ class SanityPanel(W.VBox):
             self._show_error(None, ValueError("choose at least one method to check"))
             return
         self.status.value = "running…"
-        self.worker.submit(SanityRequest(self._layer.value, int(self._target.value), tuple(self.methods.value),
-                                         self.session.generation))
+        self.worker.submit(
+            SanityRequest(
+                self._layer.value, int(self._target.value), tuple(self.methods.value), self.session.generation
+            )
+        )
 
     def cancel(self) -> None:
         """Stop the running check at its next map; the last finished result stays shown."""
@@ -108,7 +123,8 @@ class SanityPanel(W.VBox):
                 f"Cascade: the {view.layers_after} parameterised layer(s) after the layer are randomised one more "
                 f"at each step, from the output back (each map names the layer added); the last maps are for "
                 f"random other classes. Similarity to the original map: Spearman ρ of the raw maps, SSIM of the "
-                f"maps shown; a method passes a check when both fall below {view.threshold:g}.")
+                f"maps shown; a method passes a check when both fall below {view.threshold:g}."
+            )
             self.rows.children = [self._row(strip, view.threshold) for strip in view.strips]
             self.status.value = ""
             self.progress.layout.visibility = "hidden"
@@ -116,22 +132,33 @@ class SanityPanel(W.VBox):
     def _row(self, strip: SanityStrip, threshold: float) -> W.Widget:
         steps = shown_steps(len(strip.maps))
         maps = [strip.maps[i] for i in steps] + list(strip.random_maps)
-        titles = [strip.steps[i] for i in steps] + [f"other class: {self.session.class_name(c)}"[:28]
-                                                     for c in strip.random_classes]
-        maps_figure = figures.map_strip(self.session.display, maps, titles, colorscale=self._colormap.value,
-                                        opacity=self._opacity.value)
-        curves = figures.similarity_figure(strip.steps, strip.similarity, strip.random_logit, threshold,
-                                           title=f"{strip.title}: similarity to the original")
+        titles = [strip.steps[i] for i in steps] + [
+            f"other class: {self.session.class_name(c)}"[:28] for c in strip.random_classes
+        ]
+        maps_figure = figures.map_strip(
+            self.session.display, maps, titles, colorscale=self._colormap.value, opacity=self._opacity.value
+        )
+        curves = figures.similarity_figure(
+            strip.steps,
+            strip.similarity,
+            strip.random_logit,
+            threshold,
+            title=f"{strip.title}: similarity to the original",
+        )
         failed = strip.passes_cascading is False or strip.passes_random_logit is False
         color = "#b00" if failed else "#070"
         verdict = W.HTML(f"<span style='color:{color}'>{html.escape(strip.verdict)}</span>")
-        return W.VBox([W.HTML(f"<b>{html.escape(strip.title)}</b>"),
-                       W.HBox([LiveFigure(maps_figure), LiveFigure(curves)]), verdict])
+        return W.VBox(
+            [
+                W.HTML(f"<b>{html.escape(strip.title)}</b>"),
+                W.HBox([LiveFigure(maps_figure), LiveFigure(curves)]),
+                verdict,
+            ]
+        )
 
     def _show_error(self, request: SanityRequest | None, error: Exception) -> None:
         self.progress.layout.visibility = "hidden"
-        self.status.value = (f"<span style='color:#b00'><b>{type(error).__name__}</b>: "
-                             f"{html.escape(str(error))}</span>")
+        self.status.value = f"<span style='color:#b00'><b>{type(error).__name__}</b>: {html.escape(str(error))}</span>"
 
     def _show_progress(self, done: int, total: int) -> None:
         self.progress.max, self.progress.value = max(total, 1), done

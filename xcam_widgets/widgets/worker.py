@@ -1,4 +1,5 @@
 """Compute for the newest state only, off the kernel's message thread; stop cleanly at exit."""
+
 from __future__ import annotations
 
 import atexit
@@ -26,9 +27,14 @@ class LatestWins(Generic[State]):
     without an active exception").
     """
 
-    def __init__(self, compute: Callable[[State, Callable[[int, int], None]], Any],
-                 apply: Callable[[State, Any], None], on_error: Callable[[State, Exception], None],
-                 on_progress: Callable[[int, int], None] | None = None, background: bool = True):
+    def __init__(
+        self,
+        compute: Callable[[State, Callable[[int, int], None]], Any],
+        apply: Callable[[State, Any], None],
+        on_error: Callable[[State, Exception], None],
+        on_progress: Callable[[int, int], None] | None = None,
+        background: bool = True,
+    ):
         self._compute, self._apply, self._on_error, self._on_progress = compute, apply, on_error, on_progress
         self._background = background
         self._lock = threading.Lock()
