@@ -1,4 +1,4 @@
-"""Exact axiom identities (cam-methods.md) and the diagnostics built on them."""
+"""Exact axiom identities (docs/methods.md) and the diagnostics built on them."""
 
 from __future__ import annotations
 

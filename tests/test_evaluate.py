@@ -152,7 +152,7 @@ def test_batches_are_independent_and_rows_are_plain(run):
 
 
 def test_gap_head_gradcam_equals_xgradcam_and_is_deterministic():
-    """On a GAP→linear head the two methods coincide (cam-methods.md); a rerun is identical."""
+    """On a GAP→linear head the two methods coincide (docs/methods.md); a rerun is identical."""
     bundle = random_bundle("shapes_gap")
     data = make_shapes(6, seed=3)
     kwargs = dict(metrics=["diagnostics", "deletion", "pointing"], steps=STEPS, progress=False)

@@ -1,4 +1,4 @@
-"""Every gradient method against a hand computation of its closed form (cam-methods.md),
+"""Every gradient method against a hand computation of its closed form (docs/methods.md),
 from A and G captured independently of the engine."""
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def test_gradient_methods_match_hand_computation(vgg_net, image_batch, method, l
 
 def test_gradcampp_has_no_additive_epsilon_bias():
     """Tiny gradients (random-weight nets) must not be swamped by a constant in the denominator,
-    which made one oracle differ by up to 70 % (landscape.md)."""
+    which made one oracle differ by up to 70 % (docs/oracles.md)."""
     A = torch.rand(1, 2, 3, 3) + 0.5
     G = torch.full((1, 2, 3, 3), 1e-4)
     res = xw.methods.get_method("gradcam++").compute(A, G)

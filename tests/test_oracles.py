@@ -53,7 +53,7 @@ Known definitional differences (documented here, tested where they vanish)
 * Eigen-CAM / EigenGrad-CAM: pgc leaves the SVD's sign arbitrary; we fix it. Compared up to sign.
 * CAM: torchcam applies no ReLU before its min-max; we do (the displayed map). Raw maps are compared.
 * Grad-CAM++ and Smooth Grad-CAM++: not compared (both oracles differ from the closed form, see
-  landscape.md; torchcam's Smooth Grad-CAM++ also multiplies by ReLU of the *last* noisy sample's
+  docs/oracles.md; torchcam's Smooth Grad-CAM++ also multiplies by ReLU of the *last* noisy sample's
   gradient and uses absolute noise). SS-CAM and IS-CAM differ by definition (see the skipped tests);
   they are compared only in the limits where both reduce to Score-CAM.
 
@@ -563,7 +563,7 @@ def test_sscam_with_noise_differs_by_definition():
     "Grad-CAM++; Grad-CAM++ itself is tested by hand against its closed form"
 )
 def test_smoothgradcampp_not_comparable():
-    """See landscape.md: both oracles' Grad-CAM++ differ from the closed form."""
+    """See docs/oracles.md: both oracles' Grad-CAM++ differ from the closed form."""
 
 
 def test_pgc_scorecam_full_resolution_layer():
