@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The Gallery's table logic on an ImageNet-validation-sized table: sort, filter, page, thumbnails.
 
-    python benchmarks/bench_gallery.py [--rows 50000] [--repeats 7] [--out PATH]
+    python benchmarks/bench_gallery.py [--rows 50000] [--repeats 7] [--memory-rows 5000 50000] [--out PATH]
 
 A synthetic evaluation table (2,500 images × 4 methods × 5 layers = 50,000 rows, the columns of
 the runner's contract, ~5% NaN metrics, 0.5% error rows) and a 14×14 float16 raw map per row.
@@ -11,6 +11,10 @@ a page change ≤ 300 ms, ≤ 200 KB per page of 24 thumbnails. Each time is the
 `--repeats` runs, each on cold caches where the operation is meant to be cold (a new
 `GalleryTable` whose column keys are built untimed), next to a floor measured in the same run:
 a bare `np.argsort` of the sorted column, and a bare boolean mask + `np.flatnonzero`.
+Memory (target: proportional to the table plus one page of thumbnails, not to the dataset's images):
+tracemalloc's count of what the table, the Gallery's table logic and one page of thumbnails hold, for
+each of `--memory-rows`, each in a forked process. Opening (target: a Ray run's part files of 50,000
+rows in ≤ 5 s): a parts folder written with the runner's own part writer, read by `open_result`.
 Writes benchmarks/results/gallery_cpu.md.
 """
 
@@ -19,18 +23,25 @@ from __future__ import annotations
 import argparse
 import base64
 import io
+import multiprocessing
 import statistics
+import tempfile
 import time
+import tracemalloc
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 import skimage.data
-from _common import RESULTS, load_average, machine_markdown, package_version
+from _common import RESULTS, load_average, machine_markdown, median_seconds, package_version, rss_mb
 from PIL import Image
 
+from xcam_widgets.evaluation import BatchResult, open_result
+from xcam_widgets.evaluation.parts import FORMAT, PartsFolder, encode_part
+from xcam_widgets.evaluation.table import DEFAULT_METRICS, table_columns
 from xcam_widgets.gallery import (
     Filter,
     GalleryTable,
@@ -52,6 +63,8 @@ LAYERS = ("layer1", "layer2", "layer3", "layer4", "fc_in")
 PHOTOS = ("chelsea", "coffee", "rocket", "astronaut")
 PAGE = 24
 MAP_SIDE = 14
+DISPLAY_SIDE = 224
+RAY_BATCH = 32  # images per part: the runner's default batch_size
 TARGETS_MS = {"TOTAL sort or filter": 150.0, "TOTAL page change": 300.0}  # by name prefix
 
 
@@ -191,6 +204,8 @@ def run(args: argparse.Namespace) -> str:
     crops = photo_crops()
     in_memory = lambda image_id: crops[stable_index(image_id, len(crops))]  # noqa: E731
     from_jpeg, from_draft = jpeg_loader(crops), jpeg_loader(crops, draft=96)
+    memory = memory_by_rows(args.memory_rows, from_draft)
+    opening = opening_times(args.rows)
     style = ThumbnailStyle(side=96)
     r = args.repeats
     energy = GalleryTable(frame).column("energy").keys
@@ -260,15 +275,228 @@ def run(args: argparse.Namespace) -> str:
         "contact sheet PNG (24, captions)": len(sheet_png),
         "contact sheet HTML (24, base64 JPEG)": len(sheet_html.encode()),
     }
-    return report(args, t, sizes, load_start, len(frame))
+    return report(args, t, sizes, load_start, len(frame), memory, opening)
 
 
-def report(args: argparse.Namespace, t: dict[str, float], sizes: dict[str, int], load_start: str, rows: int) -> str:
+class CountingDisplay:
+    """A display function (`jpeg_loader`) that counts the images it is asked for."""
+
+    def __init__(self, display: Callable[[Any], np.ndarray]) -> None:
+        self.display, self.calls = display, 0
+
+    def __call__(self, image_id: Any) -> np.ndarray:
+        self.calls += 1
+        return self.display(image_id)
+
+
+def held_bytes() -> int:
+    """What tracemalloc counts as allocated now (numpy and pandas buffers included)."""
+    return tracemalloc.get_traced_memory()[0]
+
+
+def gallery_memory(rows: int, display: Callable[[Any], np.ndarray]) -> dict[str, float]:
+    """Bytes held by a `rows`-row table and its maps, by a GalleryTable (all column keys, a sort and
+    a filter cached) with its GalleryView, and by one page of thumbnails and their JPEGs."""
+    counting = CountingDisplay(display)
+    rss_start = rss_mb()
+    tracemalloc.start()
+    start = held_bytes()
+    frame = synthetic_table(rows)
+    maps = ArrayMaps(len(frame))
+    data = held_bytes() - start
+    tracemalloc.reset_peak()
+    table = GalleryTable(frame)
+    for column in table.columns:
+        table.column(column)
+    view = GalleryView(table)
+    view.set_filter(Filter(outcome="misclassified"))
+    view.set_filter(Filter())
+    view.set_sort("energy", descending=True)
+    page = view.set_page(3)
+    gallery = held_bytes() - start - data
+    gallery_peak = tracemalloc.get_traced_memory()[1] - start - data
+    thumbs = page_thumbnails(page, counting, maps, ThumbnailStyle(side=96))
+    jpegs = encode_all(thumbs)
+    thumbnails = held_bytes() - start - data - gallery
+    peak = tracemalloc.get_traced_memory()[1] - start
+    tracemalloc.stop()
+    images = len(np.unique(frame["image"]))
+    return {
+        "rows": len(frame),
+        "images": images,
+        "data": data,
+        "gallery": gallery,
+        "gallery_peak": gallery_peak,
+        "thumbnails": thumbnails,
+        "thumbnail_pixels": sum(t.nbytes for t in thumbs),
+        "jpeg": sum(map(len, jpegs)),
+        "peak": peak,
+        "rss": (rss_mb() - rss_start) * 2**20,
+        "decoded": counting.calls,
+        "dataset_images": images * DISPLAY_SIDE * DISPLAY_SIDE * 3,
+    }
+
+
+def memory_by_rows(sizes: Sequence[int], display: Callable[[Any], np.ndarray]) -> list[dict[str, float]]:
+    """`gallery_memory` for each size, each in a forked process (a clean heap and RSS baseline; fork
+    passes `display`, a closure, without pickling it)."""
+    context = multiprocessing.get_context("fork")
+    results = []
+    for rows in sizes:
+        queue = context.SimpleQueue()
+        child = context.Process(target=lambda n=rows, q=queue: q.put(gallery_memory(n, display)))
+        child.start()
+        results.append(queue.get())
+        child.join()
+    return results
+
+
+def write_parts(folder: Path, frame: pd.DataFrame, maps: ArrayMaps, batch: int = RAY_BATCH) -> int:
+    """`frame` as a Ray run writes it: a manifest, then one part per `batch` images, each through the
+    runner's own `encode_part` and `PartsFolder.write`. Error rows have no map. Returns the part count."""
+    columns = table_columns(DEFAULT_METRICS)
+    images = int(frame["row"].max()) // (len(METHODS) * len(LAYERS)) + 1
+    meta: dict[str, Any] = {
+        "format": FORMAT,
+        "images": None,
+        "images_kind": "synthetic",
+        "images_count": images,
+        "model": "synthetic",
+        "methods": list(METHODS),
+        "layers": list(LAYERS),
+        "target": None,
+        "categories": [],
+        "columns": columns,
+        "settings": {},
+    }
+    parts = PartsFolder(folder)
+    parts.claim(
+        {
+            "format": FORMAT,
+            "methods": list(METHODS),
+            "layers": list(LAYERS),
+            "columns": columns,
+            "images_count": images,
+            "meta": meta,
+        }
+    )
+    records = frame[columns].to_dict("records")
+    keys = frame["row"].to_numpy()
+    position = keys // (len(METHODS) * len(LAYERS))
+    failed = (frame["error"] != "").to_numpy()
+    count = 0
+    for first in range(0, images, batch):
+        positions = list(range(first, min(first + batch, images)))
+        chosen = np.flatnonzero((position >= first) & (position < first + batch))
+        rows = [records[i] for i in chosen]
+        batch_maps = {int(keys[i]): maps[int(keys[i])] for i in chosen if not failed[i]}
+        parts.write(positions, encode_part(positions, BatchResult(rows, batch_maps)))
+        count += 1
+    return count
+
+
+def opening_times(rows: int, repeats: int = 3) -> dict[str, Any]:
+    """Seconds to open a Ray run's parts folder of `rows` rows (`open_result`), and to build the
+    Gallery's table from it, each the median of `repeats`; and what was opened."""
+    frame = synthetic_table(rows)
+    maps = ArrayMaps(len(frame))
+    with tempfile.TemporaryDirectory(prefix="xcam-bench-parts-") as folder:
+        path = Path(folder) / "results.parts"
+        parts = write_parts(path, frame, maps)
+        size = sum(f.stat().st_size for f in path.iterdir())
+        result = open_result(path)
+        opened = median_seconds(lambda: open_result(path), repeats=repeats, warmup=0)
+        table_s = median_seconds(lambda: fresh_table(result.table)(), repeats=repeats, warmup=0)
+        both = median_seconds(lambda: fresh_table(open_result(path).table)(), repeats=repeats, warmup=0)
+    return {
+        "rows": len(result.table),
+        "maps": len(result.maps),
+        "complete": result.complete,
+        "parts": parts,
+        "bytes": size,
+        "open": opened,
+        "table": table_s,
+        "both": both,
+        "same": bool(np.array_equal(result.table["row"].to_numpy(), frame["row"].to_numpy())),
+        "repeats": repeats,
+    }
+
+
+def memory_lines(memory: list[dict[str, float]]) -> list[str]:
+    mb = lambda n: f"{n / 1e6:.1f}"  # noqa: E731
+    lines = [
+        "## Memory",
+        "",
+        "tracemalloc's count of what stays allocated (numpy and pandas buffers included), each size in a forked "
+        "process: the table (the synthetic DataFrame and its 14×14 float16 maps), the Gallery's table logic "
+        "(a `GalleryTable` with every column's keys, a filter and a sort cached, and a `GalleryView` on page 4), "
+        "and one page of 24 thumbnails (96 px RGB arrays and their JPEGs). 'dataset images' is what the "
+        "dataset's images would take decoded at 224×224 RGB, had they been kept. The tracemalloc peak is the "
+        "highest total (table included) while the Gallery's logic and the page were built; RSS growth is the "
+        "child's, from the fork to the end, and also holds the temporaries of building the synthetic table and "
+        "maps, and the modules first imported there.",
+        "",
+        "| rows | images | table MB | Gallery logic MB (peak while building) | page of thumbnails MB | "
+        "bytes per row (table + logic) | tracemalloc peak MB | RSS growth MB | images decoded | dataset images MB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for m in memory:
+        per_row = (m["data"] + m["gallery"]) / m["rows"]
+        lines.append(
+            f"| {int(m['rows']):,} | {int(m['images']):,} | {mb(m['data'])} | {mb(m['gallery'])} "
+            f"({mb(m['gallery_peak'])}) | {mb(m['thumbnails'])} | {per_row:.0f} | {mb(m['peak'])} | {mb(m['rss'])} | "
+            f"{int(m['decoded'])} | {mb(m['dataset_images'])} |"
+        )
+    if len(memory) >= 2:
+        small, large = memory[0], memory[-1]
+        grow = lambda key: large[key] / small[key]  # noqa: E731
+        lines += [
+            "",
+            f"From {int(small['rows']):,} to {int(large['rows']):,} rows (× {large['rows'] / small['rows']:.0f}): "
+            f"the table grows × {grow('data'):.1f}, the Gallery's logic × {grow('gallery'):.1f}, the page of "
+            f"thumbnails × {grow('thumbnails'):.2f}. Only the page's images are decoded "
+            f"({int(large['decoded'])} calls of the display function for the page's 24 thumbnails, out of "
+            f"{int(large['images']):,} images).",
+        ]
+    return lines + [""]
+
+
+def opening_lines(opening: dict[str, Any]) -> list[str]:
+    verdict = "met" if opening["open"] <= 5.0 else "MISSED"
+    return [
+        "## Opening a Ray run's parts",
+        "",
+        f"A parts folder of {opening['rows']:,} rows ({opening['parts']} parts of {RAY_BATCH} images, "
+        f"{opening['bytes'] / 1e6:.1f} MB, {opening['maps']:,} maps of 14×14 float16: error rows have none) "
+        "written with the runner's own writer (`PartsFolder.write(positions, encode_part(positions, "
+        "BatchResult(rows, maps)))`), then read back; median of "
+        f"{opening['repeats']}, files in the page cache. Rows read back in order: {opening['same']}; "
+        f"complete: {opening['complete']}.",
+        "",
+        "| operation | s | target |",
+        "|---|---:|---|",
+        f"| `open_result(parts folder)` (table, summary, maps) | {opening['open']:.2f} | ≤ 5 s: {verdict} |",
+        f"| `GalleryTable(result.table)` + all column keys | {opening['table']:.2f} |  |",
+        f"| both | {opening['both']:.2f} |  |",
+        "",
+    ]
+
+
+def report(
+    args: argparse.Namespace,
+    t: dict[str, float],
+    sizes: dict[str, int],
+    load_start: str,
+    rows: int,
+    memory: list[dict[str, float]],
+    opening: dict[str, Any],
+) -> str:
     floor_sort, floor_mask = t["floor: np.argsort(energy)"], t["floor: mask + np.flatnonzero"]
     lines = [
         "# Gallery table logic on the CPU",
         "",
-        f"`python benchmarks/bench_gallery.py --rows {args.rows} --repeats {args.repeats}`: {rows:,} rows, "
+        f"`python benchmarks/bench_gallery.py --rows {args.rows} --repeats {args.repeats} --memory-rows "
+        f"{' '.join(map(str, args.memory_rows))}`: {rows:,} rows, "
         f"pages of {PAGE}, 96 px thumbnails of 224×224 display images, {MAP_SIDE}×{MAP_SIDE} float16 maps. "
         "Median of the repeats; cold means a new table (column keys built untimed, no cached sort or selection).",
         "",
@@ -305,6 +533,7 @@ def report(args: argparse.Namespace, t: dict[str, float], sizes: dict[str, int],
         aim = f"≤ 200 KB: {met}" if name.startswith("24 thumbnails, JPEG") else ""
         lines.append(f"| {name} | {size / 1000:.1f} | {aim} |")
     lines += ["", "Contact sheets are drawn with PIL (kaleido is not installed); HTML inlines base64 JPEGs.", ""]
+    lines += memory_lines(memory) + opening_lines(opening)
     return "\n".join(lines)
 
 
@@ -312,6 +541,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=50_000)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--memory-rows", type=int, nargs="+", default=[5_000, 50_000])
     parser.add_argument("--out", default=str(RESULTS / "gallery_cpu.md"))
     args = parser.parse_args()
     text = run(args)
