@@ -20,9 +20,9 @@ from ..methods import REGISTRY
 from ..models import ModelBundle, load_model
 from ..session import Session
 from . import figures
-from .controls import ViewState, descendants, layer_label, upload_bytes
+from .controls import FastMode, ViewState, descendants, layer_label, upload_bytes
 from .live_figure import LiveFigure
-from .options import OptionControl, option_controls
+from .options import option_controls
 from .sanity_panel import SanityPanel
 from .worker import LatestWins, Superseded
 
@@ -86,10 +86,8 @@ class Explorer(W.VBox):
         self.method = W.Dropdown(
             options=[(m.title, m.name) for m in REGISTRY.values()], value="xgradcam", description="method"
         )
-        self.option_controls: dict[str, dict[str, OptionControl]] = {
-            name: option_controls(spec) for name, spec in REGISTRY.items()
-        }
-        self.options_box = W.HBox()
+        self.option_controls = {name: option_controls(spec) for name, spec in REGISTRY.items()}
+        self.options_box, self.fast_mode, self.fast_note = W.HBox(), FastMode(self.option_controls), W.HTML()
         self.opacity = W.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="opacity")
         self.colormap = W.Dropdown(options=figures.COLORMAPS, value="Jet", description="colormap")
         self.threshold = W.FloatSlider(value=0.0, min=0.0, max=0.95, step=0.05, description="threshold")
@@ -119,7 +117,7 @@ class Explorer(W.VBox):
                 self.layer,
                 W.HBox([self.target, self.search]),
                 self.method,
-                self.options_box,
+                W.HBox([self.options_box, self.fast_note]),
                 display,
             ]
         )
@@ -165,6 +163,11 @@ class Explorer(W.VBox):
         """Submit the current state; the newest one always wins."""
         if self._quiet or not hasattr(self, "worker"):
             return
+        self._quiet = True  # the fast-mode default below may change an option control: one refresh, not two
+        try:
+            self.fast_note.value = self.fast_mode.apply(self.method.value, self.layer.value, self.session.layers)
+        finally:
+            self._quiet = False
         self._show_options()
         self._submit(self.worker)
 
@@ -185,11 +188,8 @@ class Explorer(W.VBox):
     def close(self) -> None:
         """Stop the computation (waiting for the running step to end), then close every widget."""
         panel = getattr(self, "sanity_panel", None)
-        for worker in (
-            getattr(self, "worker", None),
-            getattr(self, "diag_worker", None),
-            None if panel is None else panel.worker,
-        ):
+        workers = (getattr(self, "worker", None), getattr(self, "diag_worker", None), getattr(panel, "worker", None))
+        for worker in workers:
             if worker is not None:  # None when the constructor raised (ipywidgets closes on deletion)
                 worker.shutdown()
         controls = getattr(self, "option_controls", {})
