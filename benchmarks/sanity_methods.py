@@ -166,9 +166,15 @@ paper fixes a pass mark). Lower is better for every similarity column.
 
 EfficientNet-Lite0: the four bundled photos ({", ".join(xw.SAMPLE_IMAGES)}), so its intervals are
 wide. Its Score-CAM family runs at `features.stage4` (80 channels) instead of the default
-`features.head` (1280 channels), which would need 16x the forward passes. {samples_note}shapes_vgg:
-held-out images of `make_shapes` (seed
-{SHAPES_HELDOUT_SEED}). CAM is defined only on a GAP -> linear head, which shapes_vgg lacks.
+`features.head` (1280 channels), which would need 16x the forward passes. {samples_note}
+shapes_vgg: held-out images of `make_shapes` (seed {SHAPES_HELDOUT_SEED}). CAM is defined only on
+a GAP -> linear head, which shapes_vgg lacks.
+
+Rows that coincide do so by identities, not by chance. At a GAP -> linear layer (`features.head`)
+G = W_c / Z is constant over space and the same for every input: CAM, Grad-CAM, XGrad-CAM and
+HiResCAM give one map up to scale, and Smooth Grad-CAM++ (noisy copies of the input) equals
+Grad-CAM++. Where A >= 0 (after a ReLU or ReLU6, as at both layers here), Element-wise Grad-CAM,
+ReLU(G ⊙ A), equals LayerCAM, ReLU(G) ⊙ A. A t-interval on 4 images can reach past ±1.
 
 ## Machine at the start
 
