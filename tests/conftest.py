@@ -6,6 +6,8 @@ import pytest
 import torch
 from torch import nn
 
+import xcam_widgets
+
 torch.set_num_threads(2)
 
 
@@ -74,3 +76,19 @@ def vgg_net() -> nn.Module:
 def image_batch() -> torch.Tensor:
     torch.manual_seed(1)
     return torch.randn(2, 3, 16, 16)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: on a shared 2-core machine, thread hand-offs cost more than the maths."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def random_shapes_vgg():
+    """The shapes VGG net with seeded random weights: the runner's tests need a model, not a trained one."""
+    torch.manual_seed(0)
+    return xcam_widgets.load_model("shapes_vgg", pretrained=False, device="cpu")

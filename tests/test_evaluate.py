@@ -34,13 +34,7 @@ STEPS = 4
 N = 20
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: on a shared 2-core machine, thread hand-offs cost more than the maths."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def random_bundle(name: str = "shapes_vgg") -> xw.ModelBundle:

@@ -20,18 +20,12 @@ KWARGS = dict(
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def bundle() -> xw.ModelBundle:
-    torch.manual_seed(0)
-    return xw.load_model("shapes_vgg", pretrained=False, device="cpu")
+def bundle(random_shapes_vgg: xw.ModelBundle) -> xw.ModelBundle:
+    return random_shapes_vgg
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 import torchvision.transforms as T
 from PIL import Image
 from torch.utils.data import Dataset
@@ -21,18 +20,12 @@ KWARGS = dict(methods=["gradcam"], layers=LAYER, metrics=["deletion"], steps=2, 
 VALUES = ["score", "deletion", "predicted", "confidence"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def bundle() -> xw.ModelBundle:
-    torch.manual_seed(0)
-    return xw.load_model("shapes_vgg", pretrained=False, device="cpu")
+def bundle(random_shapes_vgg: xw.ModelBundle) -> xw.ModelBundle:
+    return random_shapes_vgg
 
 
 class Pairs(Dataset):

@@ -225,17 +225,16 @@ class SessionCore:
         image = self._image
         target = self._target(image, target)
         key = ("diagnose", layer, spec.name, target, batch, options_key(options))
-        found = image.results.get(key)
-        if found is not None:
-            return found
-        with evaluation_mode(self.model):
-            found = image.results.get(key)  # another thread may have computed it while this one waited
-            if found is not None:
-                return found
-            cap = self._capture(image, target, [layer])
-            self.stats["diagnosis"] += 1
-            ctx = MethodContext(self.model, image.x, layer, cap, progress=progress)
-            return image.results.put(key, diagnose_context(ctx, spec.name, options, batch))
+        return self._cached(
+            image,
+            key,
+            "diagnosis",
+            layer,
+            target,
+            lambda cap: diagnose_context(
+                MethodContext(self.model, image.x, layer, cap, progress=progress), spec.name, options, batch
+            ),
+        )
 
     # --- internals: every path below takes the image it works for ----------------------------------
     def _layers(self, image: _Image) -> list[LayerInfo]:
@@ -298,14 +297,25 @@ class SessionCore:
         self, image: _Image, layer: str, spec: Method, target: int, options: dict[str, Any], progress: Progress | None
     ) -> Explanation:
         key = ("explain", layer, spec.name, target, options_key(options))
+
+        def compute(cap: Capture) -> Explanation:
+            parts = spec.run(MethodContext(self.model, image.x, layer, cap, None, progress), **options)
+            return assemble(spec, layer, cap, parts, False, image.x.shape[2:])
+
+        return self._cached(image, key, "method", layer, target, compute)
+
+    def _cached(
+        self, image: _Image, key: Hashable, stat: str, layer: str, target: int, compute: Callable[[Capture], Any]
+    ) -> Any:
+        """The result stored with `image` under `key`, else `compute(capture)` under the model's lock,
+        stored with that image. Checked twice: another thread may have computed it while this one waited."""
         found = image.results.get(key)
         if found is not None:
             return found
         with evaluation_mode(self.model):
-            found = image.results.get(key)  # another thread may have computed it while this one waited
+            found = image.results.get(key)
             if found is not None:
                 return found
             cap = self._capture(image, target, [layer])
-            self.stats["method"] += 1
-            parts = spec.run(MethodContext(self.model, image.x, layer, cap, None, progress), **options)
-            return image.results.put(key, assemble(spec, layer, cap, parts, False, image.x.shape[2:]))
+            self.stats[stat] += 1
+            return image.results.put(key, compute(cap))
