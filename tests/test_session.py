@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
 import torch
 from conftest import TinyVGGNet
@@ -12,6 +13,7 @@ from torch import nn
 
 import xcam_widgets as xw
 from xcam_widgets.session import Session
+from xcam_widgets.views import low_res_map
 
 
 @pytest.fixture
@@ -196,3 +198,21 @@ def test_two_threads_on_one_session_keep_the_model_state_and_agree_with_explain(
         options = {"batch_size": 4} if method == "scorecam" else {}
         want = xw.explain(net, X, layer, method=method, target=i, **options)
         assert torch.equal(s.explanation(layer, method, i, **options).raw, want.raw)
+
+
+def test_weights_changed_in_place_recompute_instead_of_failing_or_going_stale(vgg_net):
+    """The kept forward pass belongs to the weights it ran with: after an in-place edit (training,
+    `load_state_dict`) the Session starts over for the same image; autograd would otherwise refuse
+    the backward pass, and cached maps would show the old weights."""
+    torch.manual_seed(0)
+    session = Session(vgg_net, torch.randn(3, 16, 16))
+    before = session.low_res_map("features.3", "gradcam", 1)
+    generation = session.generation
+    with torch.no_grad():
+        for param in vgg_net.parameters():
+            param.mul_(1.5)
+    for target in (1, 2):  # a cached class and a new one
+        expected = low_res_map(xw.explain(vgg_net, session.x, "features.3", method="gradcam", target=target).raw)
+        np.testing.assert_array_equal(session.low_res_map("features.3", "gradcam", target), expected)
+    assert session.generation == generation  # the same image
+    assert not np.array_equal(before, session.low_res_map("features.3", "gradcam", 1))

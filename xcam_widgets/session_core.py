@@ -90,14 +90,22 @@ class _ClassPass:
 
 @dataclass
 class _Image:
-    """One image and everything computed for it; `set_image` replaces it whole."""
+    """One image and everything computed for it; `set_image` replaces it whole. `weights` is the
+    model's `weights_state` the results were computed with."""
 
     generation: int
     x: torch.Tensor
     display: np.ndarray
     results: LRU
+    weights: tuple[tuple[int, int], ...]
     graph: ForwardGraph | None = None
     passes: LRU = field(default_factory=lambda: LRU(CLASS_PASSES))
+
+
+def weights_state(model: nn.Module) -> tuple[tuple[int, int], ...]:
+    """Which tensors the model holds and their in-place version counters: it changes when the user
+    trains, loads a state dict, edits a weight in place or swaps a parameter (microseconds to read)."""
+    return tuple((id(t), t._version) for t in (*model.parameters(), *model.buffers()))
 
 
 def options_key(options: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -139,7 +147,21 @@ class SessionCore:
             shown = views.display_image(self.bundle.preprocess, pil, (x.shape[2], x.shape[3]))
         with self._swap:
             self._generations += 1
-            self._image = _Image(self._generations, x, shown, LRU(self.cache_size))
+            self._current = _Image(self._generations, x, shown, LRU(self.cache_size), weights_state(self.model))
+
+    @property
+    def _image(self) -> _Image:
+        """The current image, its caches emptied first if the model's weights changed since they were
+        filled: a kept forward pass or cached map of other weights would be stale (and autograd refuses
+        a backward pass through tensors modified in place). Same image, so same generation."""
+        with self._swap:
+            image = self._current
+            weights = weights_state(self.model)
+            if weights != image.weights:
+                if {i for i, _ in weights} != {i for i, _ in image.weights}:  # a module was swapped
+                    self._layer_cache.clear()
+                image = self._current = _Image(image.generation, image.x, image.display, LRU(self.cache_size), weights)
+            return image
 
     @property
     def generation(self) -> int:
