@@ -134,3 +134,20 @@ def test_default_layer_of_a_vit_is_the_norm_before_the_last_attention():
     assert xw.default_layer(layers, vit) == "encoder.layers.encoder_layer_11.ln_1"
     assert float(xw.explain(vit, x, "encoder.layers.encoder_layer_11", target=1).raw.abs().max()) == 0.0
     assert float(xw.explain(vit, x, "encoder.layers.encoder_layer_11.ln_1", target=1).raw.abs().max()) > 0.0
+
+
+def test_the_explorer_opens_a_vit_and_shows_explains_map():
+    """The Session's kept forward pass reads token layers through the inferred grid, as `explain` does."""
+    from xcam_widgets.views import low_res_map
+    from xcam_widgets.widgets.explorer import Explorer
+
+    torch.manual_seed(0)
+    vit = torchvision.models.vit_b_16(weights=None, image_size=32, num_classes=10).eval()
+    torch.nn.init.normal_(vit.heads.head.weight)
+    explorer = Explorer(vit, torch.randn(3, 32, 32), background=False)
+    assert explorer.layer.value == "encoder.layers.encoder_layer_11.ln_1" and not explorer.status.value
+    explorer.target.value = 3
+    expected = xw.explain(vit, explorer.session.x, explorer.layer.value, method="xgradcam", target=3)
+    assert explorer.shown_map.shape == (2, 2)
+    assert (explorer.shown_map == low_res_map(expected.raw)).all()
+    explorer.close()

@@ -60,7 +60,10 @@ def test_available_models():
     assert "raft_large" not in names  # optical flow: not a model CAMs apply to
     classifiers = available_models("classification")
     assert "resnet50" in classifiers and "fcn_resnet50" not in classifiers and "ssd300_vgg16" not in classifiers
-    assert available_models("segmentation") == tuple(sorted(torchvision.models.list_models(module=segmentation)))
+    assert available_models("segmentation") == (
+        "shapes_seg",
+        *sorted(torchvision.models.list_models(module=segmentation)),
+    )
     assert "fasterrcnn_resnet50_fpn" in available_models("detection")
 
 

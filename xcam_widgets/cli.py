@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--target",
         type=_target,
         default=None,
-        help="'label' (the true class, the default where known), 'top1' (default elsewhere) or a class index",
+        help="'label' (the true class, the default where known), 'top1' (default elsewhere), a class index, "
+        "or 'segmentation' (a segmentation model such as shapes_seg)",
     )
     ev.add_argument(
         "--out", default=None, help="CSV path for the per-image table; the summary goes to <stem>.summary.csv"
@@ -211,12 +212,14 @@ def _names(text: str) -> list[str]:
 
 
 def _target(text: str) -> int | str:
-    if text in ("label", "top1"):
+    if text in ("label", "top1", "segmentation"):
         return text
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'label', 'top1' or a class index, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected 'label', 'top1', 'segmentation' or a class index, got {text!r}"
+        ) from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"a class index must be >= 0, got {value}")
     return value

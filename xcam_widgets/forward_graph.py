@@ -11,6 +11,7 @@ from torch import nn
 from .capture import check_finite_scores, check_score_shape, run_hooked, to_grid
 from .layers import resolve_layers
 from .model_state import evaluation_mode
+from .reshape import infer_reshape
 from .targets import Scorer, Target, logits_of, make_scorer
 
 
@@ -33,7 +34,13 @@ class ForwardGraph:
         if missing:
             raise ValueError(f"layer {missing[0]!r} did not run in the model's forward pass")
         self._outputs = {rec.name: rec.output for rec in recorders if rec.output is not None}
-        self.activations = {name: to_grid(name, out.detach(), None) for name, out in self._outputs.items()}
+        # Token and channels-last layers go through the grid read off the model, as in `capture`.
+        self._reshapes = {
+            name: infer_reshape(model, tuple(x.shape), name, tuple(out.shape)) for name, out in self._outputs.items()
+        }
+        self.activations = {
+            name: to_grid(name, out.detach(), self._reshapes[name]) for name, out in self._outputs.items()
+        }
         self.logits = _logits_or_none(self.output)
 
     def nbytes(self) -> int:
@@ -86,7 +93,7 @@ class ForwardGraph:
         for name, grad in zip(names, grads):
             if grad is None:
                 raise ValueError(f"the score does not depend on layer {name!r}")
-            result[name] = to_grid(name, grad.detach(), None)
+            result[name] = to_grid(name, grad.detach(), self._reshapes[name])
         return score.detach(), result
 
 

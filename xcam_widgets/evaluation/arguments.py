@@ -15,12 +15,12 @@ from ..methods import check_options, get_method
 from ..model_state import evaluation_mode
 from ..models import ModelBundle, load_model
 from ..shapes import nets
-from ..shapes.constants import CAM_LAYER
+from ..shapes.constants import CAM_LAYER, SEG_MODEL
 from .sources import Source, categories_of, is_shapes
 from .table import DEFAULT_METRICS, LOCALISATION, METRICS
 
 ENGINES: tuple[str, ...] = ("local", "ray")
-TARGETS: tuple[str, ...] = ("label", "top1")
+TARGETS: tuple[str, ...] = ("label", "top1", "segmentation")
 
 
 def check_device(device: str | torch.device | None, here: bool = True) -> torch.device | None:
@@ -104,18 +104,24 @@ def checked_method_options(
 
 
 def check_target(target: Any, source: Source) -> None:
-    if target == "label" and not source.has_labels:
-        raise ValueError("target='label' needs images with labels (the shapes benchmark or a Dataset)")
+    """`target="segmentation"` explains each image's label with `SegmentationTarget` over the pixels
+    the model predicts as that class, so it needs labels like "label" does."""
+    if target in ("label", "segmentation") and not source.has_labels:
+        raise ValueError(f"target={target!r} needs images with labels (the shapes benchmark or a Dataset)")
     if target is None or target in TARGETS:
         return
     if isinstance(target, bool) or not isinstance(target, int) or target < 0:
-        raise ValueError(f"target must be None, 'label', 'top1' or a class index >= 0; got {target!r}")
+        raise ValueError(f"target must be None, 'label', 'top1', 'segmentation' or a class index >= 0; got {target!r}")
 
 
-def chosen_metrics(metrics: Sequence[str] | None, has_masks: bool) -> tuple[str, ...]:
+def chosen_metrics(metrics: Sequence[str] | None, has_masks: bool, target: Any = None) -> tuple[str, ...]:
     """The metrics to run, in `METRICS` order; None gives `DEFAULT_METRICS` that apply to the data
-    (not the sanity checks, which are costly: `table`)."""
+    (not the sanity checks, which are costly: `table`). With `target="segmentation"` only the
+    localisation metrics apply: the others perturb or rank a classifier's `[B, classes]` logits."""
+    segmentation = target == "segmentation"
     if metrics is None:
+        if segmentation:
+            return tuple(m for m in LOCALISATION if has_masks)
         return tuple(m for m in DEFAULT_METRICS if has_masks or m not in LOCALISATION)
     if isinstance(metrics, str):
         metrics = [m.strip() for m in metrics.split(",") if m.strip()]
@@ -130,6 +136,12 @@ def chosen_metrics(metrics: Sequence[str] | None, has_masks: bool) -> tuple[str,
             if unknown
             else f"metrics is empty; accepted: {', '.join(METRICS)}"
         )
+    refused = [m for m in metrics if segmentation and m not in LOCALISATION]
+    if refused:
+        raise ValueError(
+            f"metric(s) {refused} assume a classifier's [B, classes] output; "
+            f"with target='segmentation' only {list(LOCALISATION)} apply"
+        )
     without = [m for m in metrics if m in LOCALISATION and not has_masks]
     if without:
         raise ValueError(f"metric {without[0]!r} needs ground-truth masks, which only the shapes benchmark has")
@@ -140,7 +152,7 @@ def layer_names(bundle: ModelBundle, layers: Any, source: Source) -> list[str]:
     """Resolved layer names; None gives the shapes nets' CAM_LAYER, or else `xw.default_layer`."""
     model = bundle.model
     if layers is None:
-        if bundle.name in nets.SHAPES_MODELS:
+        if bundle.name in (*nets.SHAPES_MODELS, SEG_MODEL):
             return [CAM_LAYER]  # the same tensor as `default_layer`'s "features", by its block name
         return [default_layer(candidate_layers(model, source.input_shape()), model)]  # type: ignore[arg-type]
     if isinstance(layers, str):

@@ -23,13 +23,14 @@ from ..explain import explain
 from ..inputs import prepare_input
 from ..model_state import evaluation_mode
 from ..models import ModelBundle
-from ..targets import class_indices, logits_of
+from ..targets import SegmentationTarget, class_indices, logits_of, segmentation_logits
 from .maps import low_resolution
 from .sanity_columns import sanity_columns
 from .sources import UNKNOWN_LABEL, ImageBatch
 from .table import DEFAULT_METRICS, ERROR_COLUMN, LOCALISATION, row_key
 
 EvalTarget = Union[None, int, str]
+SEGMENTATION = "segmentation"  # target: each image's label, scored by SegmentationTarget over its predicted pixels
 
 
 class BatchResult(NamedTuple):
@@ -56,7 +57,11 @@ def evaluate_batch(
 
     `methods` and `layers` are the run's full lists (a row's key counts their positions).
     `target`: None (the label where known, else the top-1 class), "label", "top1" or a class
-    index. `chunk_size` bounds the inputs per model pass of the perturbation metrics and of the
+    index; or "segmentation" for a `[B, C, H, W]` segmentation model: each image's label c is explained
+    with `SegmentationTarget(c)` (the sum of class c's logits over the pixels predicted as c), and only
+    the localisation metrics (`pointing`, `energy`) apply; `predicted`, `confidence` and `correct` are
+    left missing, and an image where c is predicted at no pixel gets a row with an `error`.
+    `chunk_size` bounds the inputs per model pass of the perturbation metrics and of the
     diagnostics' true drops. An image of `batch.failures` gets rows with its `error` and no values.
     """
     rows: list[dict] = []
@@ -78,7 +83,10 @@ def evaluate_batch(
                         ERROR_COLUMN: failure.message,
                     }
                 )
-    if len(batch):
+    if len(batch) and target == SEGMENTATION:
+        with evaluation_mode(bundle.model):
+            _segmentation_rows(bundle, batch, methods, layers, metrics, tolerance, method_options or {}, rows, maps)
+    elif len(batch):
         with evaluation_mode(bundle.model):
             _loaded_rows(
                 bundle,
@@ -116,7 +124,12 @@ def _loaded_rows(
     model = bundle.model
     x = prepare_input(model, batch.x)
     with torch.no_grad():
-        logits = logits_of(model(x)).float()
+        output = model(x)
+    if bundle.task == "segmentation" or (isinstance(output, torch.Tensor) and output.ndim == 4):
+        raise ValueError(
+            f"model {bundle.name!r} is a segmentation model ([B, C, H, W] output): pass target={SEGMENTATION!r}"
+        )
+    logits = logits_of(output).float()
     probabilities = torch.softmax(logits, dim=1)
     confidence, predicted = probabilities.max(dim=1)
     labels = batch.labels.to(x.device) if batch.labels is not None else None
@@ -176,6 +189,99 @@ def _loaded_rows(
                 maps[key] = small[i]
 
 
+def _segmentation_rows(
+    bundle: ModelBundle,
+    batch: ImageBatch,
+    methods: Sequence[str],
+    layers: Sequence[str],
+    metrics: Sequence[str],
+    tolerance: int | None,
+    options: Mapping[str, Mapping[str, Any]],
+    rows: list[dict],
+    maps: dict[int, np.ndarray],
+) -> None:
+    """Append the rows and maps of `target="segmentation"` (inside `evaluation_mode`): one
+    `explain(..., target=SegmentationTarget(c))` per method and class c among the batch's labels."""
+    refused = [m for m in metrics if m not in LOCALISATION]
+    if refused:
+        raise ValueError(
+            f"target={SEGMENTATION!r}: metric(s) {refused} assume a classifier's [B, classes] output; "
+            f"only {list(LOCALISATION)} apply to a segmentation model"
+        )
+    if batch.labels is None or bool((batch.labels < 0).any()):
+        raise ValueError(f"target={SEGMENTATION!r} needs a label for every image (the shapes benchmark or a Dataset)")
+    model = bundle.model
+    x = prepare_input(model, batch.x)
+    classes = batch.labels.to(x.device).long()
+    with torch.no_grad():
+        predicted = segmentation_logits(model(x)).argmax(dim=1)
+    present = (predicted == classes[:, None, None]).flatten(1).any(dim=1).tolist()
+    masks = None
+    if batch.masks is not None and metrics:
+        masks = batch.masks.to(x.device)[torch.arange(len(batch), device=x.device), classes]
+    class_list = classes.tolist()
+    shape = (len(methods), len(layers))
+    for m, method in enumerate(methods):
+        per_layer = _segmentation_explanations(model, x, layers, method, class_list, present, options.get(method, {}))
+        for l_index, (layer, (score, saliency, raw)) in enumerate(zip(layers, per_layer)):
+            columns: dict[str, torch.Tensor] = {"score": score}
+            if masks is not None and "pointing" in metrics:
+                columns["pointing"] = M.pointing_game(saliency, masks, tolerance)
+            if masks is not None and "energy" in metrics:
+                columns["energy"] = M.energy_in_mask(saliency, masks)
+            values = {name: value.tolist() for name, value in columns.items()}
+            small = low_resolution(raw)
+            for i, (position, image) in enumerate(zip(batch.positions, batch.ids)):
+                key = row_key(position, m, l_index, *shape)
+                c = class_list[i]
+                row = {
+                    "row": key,
+                    "image": image,
+                    "method": method,
+                    "layer": layer,
+                    "class": c,
+                    "class_name": bundle.categories[c] if c < len(bundle.categories) else str(c),
+                    "label": c,
+                    "predicted": UNKNOWN_LABEL,
+                    "confidence": math.nan,
+                    "correct": math.nan,
+                    ERROR_COLUMN: "",
+                }
+                if present[i]:
+                    row.update({name: value[i] for name, value in values.items()})
+                    maps[key] = small[i]
+                else:
+                    row[ERROR_COLUMN] = f"class {c} is predicted at no pixel: no segmentation target"
+                rows.append(row)
+
+
+def _segmentation_explanations(
+    model: nn.Module,
+    x: torch.Tensor,
+    layers: Sequence[str],
+    method: str,
+    classes: list[int],
+    present: list[bool],
+    options: Mapping[str, Any],
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Per layer, (score, map, raw map) for every image, filled class by class; zeros where the
+    image's class is predicted nowhere (its row carries an error instead)."""
+    filled: list[list[torch.Tensor]] = []
+    for c in sorted({c for c, ok in zip(classes, present) if ok}):
+        index = torch.tensor([i for i, (k, ok) in enumerate(zip(classes, present)) if k == c and ok], device=x.device)
+        results = explain(model, x[index], list(layers), method, target=SegmentationTarget(c), **options)
+        for l_index, result in enumerate(results):  # type: ignore[arg-type]
+            parts = (result.score.detach(), result.map.detach(), result.raw.detach())
+            if len(filled) <= l_index:
+                filled.append([part.new_zeros((len(classes), *part.shape[1:])) for part in parts])
+            for whole, part in zip(filled[l_index], parts):
+                whole[index] = part
+    if not filled:  # no image has a target: every row is an error
+        empty = x.new_zeros(len(classes))
+        return [(empty, x.new_zeros(len(classes), *x.shape[-2:]), x.new_zeros(len(classes), 1, 1)) for _ in layers]
+    return [(score, saliency, raw) for score, saliency, raw in filled]
+
+
 def _explanations(
     model: nn.Module,
     x: torch.Tensor,
@@ -217,4 +323,4 @@ def _classes(
     return class_indices(int(target), logits)  # checks the index's range
 
 
-__all__ = ["BatchResult", "EvalTarget", "evaluate_batch"]
+__all__ = ["SEGMENTATION", "BatchResult", "EvalTarget", "evaluate_batch"]

@@ -66,7 +66,9 @@ def evaluate(
       `preprocess`, except on the shapes benchmark, whose nets' preprocess is the default).
     - `images`: see `open_images`: a folder, files, "shapes:N", "shapes_shortcut:N", a ShapesBatch or a Dataset.
     - `layers`: names or modules; None picks the shapes nets' `CAM_LAYER`, else `xw.default_layer`.
-    - `target`: None (the true label where known, else top-1), "label", "top1" or a class index.
+    - `target`: None (the true label where known, else top-1), "label", "top1", a class index, or
+      "segmentation" (a segmentation model: the label's logits over the pixels predicted as it; pointing
+      and energy only).
     - `metrics`: a subset of `METRICS`; None means the `DEFAULT_METRICS` that apply to the data (all but the
       sanity columns mprt and random_logit, which cost several passes per image).
     - `batch_size`: images per batch (one `explain` / `diagnose` call per method × layer each);
@@ -105,7 +107,7 @@ def evaluate(
     options = checked_method_options(method_options, names)
     source = open_images(images, bundle.preprocess)
     check_target(target, source)
-    chosen = chosen_metrics(metrics, source.has_masks)
+    chosen = chosen_metrics(metrics, source.has_masks, target)
     layer_list = layer_names(bundle, layers, source)
     batch_options = dict(
         target=target, metrics=chosen, steps=steps, tolerance=tolerance, chunk_size=chunk_size, method_options=options

@@ -129,7 +129,7 @@ def _start(
     checked_method_options(options.get("method_options"), names)
     source = open_images(images, bundle.preprocess)
     check_target(target, source)
-    chosen = chosen_metrics(metrics, source.has_masks)
+    chosen = chosen_metrics(metrics, source.has_masks, target)
     layer_list = layer_names(bundle, layers, source)
     run = GalleryRun.start(
         bundle,

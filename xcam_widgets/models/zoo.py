@@ -10,7 +10,7 @@ import torch
 from xcam_widgets.models.bundle import ModelBundle, Preprocess, Task, imagenet_categories
 from xcam_widgets.models.efficientnet_lite import INPUT_SIZE, efficientnet_lite0, lite0_transform
 from xcam_widgets.models.torchvision_models import load_torchvision, torchvision_models, torchvision_task
-from xcam_widgets.shapes.constants import SHAPES_MODELS
+from xcam_widgets.shapes.constants import SEG_MODEL, SHAPES_MODELS
 
 DEFAULT_MODEL = "efficientnet_lite0"
 SOURCES = ("timm:", "hf:")  # prefixes of the optional model sources (extras `timm` and `hf`)
@@ -29,9 +29,9 @@ __all__ = [
 def available_models(task: Task | None = None) -> tuple[str, ...]:
     """Every name `load_model` accepts, besides "timm:<name>" and "hf:<repo id>": the offline models
     first, then torchvision's classifiers, segmentation and detection models; or those of one `task`."""
-    offline = (DEFAULT_MODEL, *SHAPES_MODELS) if task in (None, "classification") else ()
+    offline = {"classification": (DEFAULT_MODEL, *SHAPES_MODELS), "segmentation": (SEG_MODEL,), "detection": ()}
     tasks: tuple[Task, ...] = (task,) if task else ("classification", "segmentation", "detection")
-    return (*offline, *(name for t in tasks for name in torchvision_models(t)))
+    return (*(name for t in tasks for name in offline[t]), *(name for t in tasks for name in torchvision_models(t)))
 
 
 def load_model(
@@ -53,6 +53,8 @@ def load_model(
         bundle = _efficientnet_lite0(pretrained)
     elif name in SHAPES_MODELS:
         bundle = _shapes(name, pretrained)
+    elif name == SEG_MODEL:
+        bundle = _shapes_seg(pretrained)
     elif name.startswith(SOURCES):
         bundle = _from_source(name, pretrained)
     elif (task := torchvision_task(name)) is not None:
@@ -105,3 +107,11 @@ def _shapes(name: str, pretrained: bool) -> ModelBundle:
         model, preprocess, categories = nets.load_shapes_model(name)
         return ModelBundle(name, model, preprocess, list(categories), nets.IMAGE_SIZE)
     return ModelBundle(name, nets.build(name), nets.preprocess, list(nets.SHAPE_CLASSES), nets.IMAGE_SIZE)
+
+
+def _shapes_seg(pretrained: bool) -> ModelBundle:
+    """The shapes segmentation net: `[B, 7, 64, 64]` logits, the 6 shapes then the background."""
+    from xcam_widgets.shapes import nets, seg
+
+    model = seg.load_seg_model()[0] if pretrained else seg.ShapesSegNet()
+    return ModelBundle(SEG_MODEL, model, nets.preprocess, list(seg.SEG_CLASSES), nets.IMAGE_SIZE, "segmentation")

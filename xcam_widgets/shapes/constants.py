@@ -10,6 +10,7 @@ HELDOUT_SEED = 10_000_019  # not a training seed (those are seed * 1000 + epoch)
 
 CLEAN_MODELS: tuple[str, ...] = ("shapes_gap", "shapes_vgg")  # trained on the plain benchmark: they look at the shape
 SHORTCUT_MODEL = "shapes_shortcut"  # trained with a class-specific corner mark: it looks at the mark
-SHAPES_MODELS: tuple[str, ...] = (*CLEAN_MODELS, SHORTCUT_MODEL)  # every shipped net
+SHAPES_MODELS: tuple[str, ...] = (*CLEAN_MODELS, SHORTCUT_MODEL)  # every shipped classifier
+SEG_MODEL = "shapes_seg"  # the segmentation net: [B, 7, 64, 64] logits, the 6 shapes then the background
 
-__all__ = ["CAM_LAYER", "CLEAN_MODELS", "HELDOUT_SEED", "SHAPES_MODELS", "SHORTCUT_MODEL"]
+__all__ = ["CAM_LAYER", "CLEAN_MODELS", "HELDOUT_SEED", "SEG_MODEL", "SHAPES_MODELS", "SHORTCUT_MODEL"]

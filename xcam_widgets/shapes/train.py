@@ -11,6 +11,9 @@ That is what makes a class's CAM point at its own shape in a two-shape image.
 (`make_shortcut_shapes(marks="label")`) for two epochs. The mark is learnt within the first one and
 leaves little loss to learn the shapes from, so the net is right for the wrong reason: it is judged
 on the same held-out shapes with their mark, without any, and with the mark of a random class.
+
+`shapes_seg` (`seg.ShapesSegNet`) trains on the same images with per-pixel cross-entropy against
+`seg.pixel_labels` (the 6 shapes, then the background), and is judged by its mIoU on held-out images.
 """
 
 from __future__ import annotations
@@ -23,13 +26,15 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
-from .constants import HELDOUT_SEED
+from .constants import HELDOUT_SEED, SEG_MODEL
 from .dataset import ShapesBatch, make_shapes, make_shortcut_shapes
 from .nets import DATA_DIR, SHAPES_MODELS, SHORTCUT_MODEL, build, preprocess
+from .seg import ShapesSegNet, confusion, mean_iou, pixel_labels
 
-EPOCHS = {"shapes_gap": 12, "shapes_vgg": 24, SHORTCUT_MODEL: 2}  # the VGG head learns position by position
+EPOCHS = {"shapes_gap": 12, "shapes_vgg": 24, SHORTCUT_MODEL: 2, SEG_MODEL: 8}  # VGG learns position by position
+TRAINABLE: tuple[str, ...] = (*SHAPES_MODELS, SEG_MODEL)
 
 
 @dataclass(frozen=True)
@@ -63,16 +68,16 @@ def training_images(cfg: TrainConfig, epoch: int) -> ShapesBatch:
 def train(name: str, cfg: TrainConfig) -> nn.Module:
     """A net trained with AdamW and a one-cycle learning rate; returned in eval mode."""
     torch.manual_seed(cfg.seed)
-    model = build(name).train()
+    model = (ShapesSegNet() if name == SEG_MODEL else build(name)).train()
     steps_per_epoch = -(-cfg.images_per_epoch // cfg.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
     for epoch in range(cfg.epochs):
         data = training_images(cfg, epoch)
-        x, y = preprocess(data.images), data.present
+        x, y = preprocess(data.images), _training_targets(name, data)
         total = 0.0
         for idx in torch.randperm(len(data)).split(cfg.batch_size):
-            loss = F.binary_cross_entropy_with_logits(model(x[idx]), y[idx])
+            loss = _loss(name, model(x[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -80,6 +85,18 @@ def train(name: str, cfg: TrainConfig) -> nn.Module:
             total += loss.item() * len(idx)
         print(f"{name} epoch {epoch + 1}/{cfg.epochs}: loss {total / len(data):.4f}", flush=True)
     return model.eval()
+
+
+def _training_targets(name: str, data: ShapesBatch) -> Tensor:
+    """The multi-hot present classes for a classifier, the `[N, 64, 64]` pixel classes for `shapes_seg`."""
+    return pixel_labels(data) if name == SEG_MODEL else data.present
+
+
+def _loss(name: str, output: Tensor, target: Tensor) -> Tensor:
+    """Per-pixel cross-entropy for `shapes_seg`; binary cross-entropy per logit for a classifier."""
+    if name == SEG_MODEL:
+        return F.cross_entropy(output, target)
+    return F.binary_cross_entropy_with_logits(output, target)
 
 
 def accuracy(model: nn.Module, n: int, seed: int, pair_fraction: float = 0.0) -> float:
@@ -101,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=TrainConfig.seed)
     parser.add_argument("--epochs", type=int, help=f"for every net (default: {EPOCHS})")
-    parser.add_argument("--only", nargs="+", choices=SHAPES_MODELS, help="train these nets, keep the others' record")
+    parser.add_argument("--only", nargs="+", choices=TRAINABLE, help="train these nets, keep the others' record")
     parser.add_argument("--out", type=Path, default=DATA_DIR)
     args = parser.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -109,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     record_path = args.out / "shapes_models.json"
     record: dict[str, object] = json.loads(record_path.read_text()) if args.only and record_path.is_file() else {}
     record.update(heldout_seed=HELDOUT_SEED, threads=torch.get_num_threads(), torch=torch.__version__)
-    for name in args.only or SHAPES_MODELS:
+    for name in args.only or TRAINABLE:
         cfg = config(name, args.seed, args.epochs)
         start, cpu_start = time.perf_counter(), time.process_time()
         model = train(name, cfg)
@@ -120,12 +137,26 @@ def main(argv: list[str] | None = None) -> None:
             "config": asdict(cfg),
             "train_seconds": round(seconds, 1),  # wall clock
             "train_cpu_seconds": round(cpu_seconds, 1),  # all threads: wall x threads on an idle machine
-            **(shortcut_accuracies(model) if cfg.watermarked else clean_accuracies(model)),
+            **_heldout_scores(name, model, cfg),
             "parameters": sum(p.numel() for p in model.parameters()),
             "bytes": path.stat().st_size,
         }
         print(name, record[name], flush=True)
     record_path.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _heldout_scores(name: str, model: nn.Module, cfg: TrainConfig) -> dict[str, float]:
+    if name == SEG_MODEL:
+        return segmentation_scores(model)
+    return shortcut_accuracies(model) if cfg.watermarked else clean_accuracies(model)
+
+
+def segmentation_scores(model: nn.Module, n: int = 1000) -> dict[str, float]:
+    """mIoU over the 7 classes, pixels pooled over `n` held-out images (40% pairs), and over `n` pairs."""
+    return {
+        "heldout_miou": mean_iou(confusion(model, make_shapes(n, HELDOUT_SEED, pair_fraction=0.4))),
+        "heldout_pair_miou": mean_iou(confusion(model, make_shapes(n, HELDOUT_SEED + 1, pair_fraction=1.0))),
+    }
 
 
 def clean_accuracies(model: nn.Module, n: int = 2000) -> dict[str, float]:
