@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "xcam_widgets"
-MAX_LINES = 420  # "about 400 lines at most"
+MAX_LINES = 400  # "about 400 lines at most"
 
 
 def module_name(path: Path) -> str:

@@ -161,10 +161,7 @@ def _loaded_rows(
                 columns["deletion"] = M.deletion_auc(model, x, saliency, classes, steps=steps, batch_size=chunk_size)
             if "insertion" in metrics:
                 columns["insertion"] = M.insertion_auc(model, x, saliency, classes, steps=steps, batch_size=chunk_size)
-            if masks is not None and "pointing" in metrics:
-                columns["pointing"] = M.pointing_game(saliency, masks, tolerance)
-            if masks is not None and "energy" in metrics:
-                columns["energy"] = M.energy_in_mask(saliency, masks)
+            columns.update(_localisation(saliency, masks, metrics, tolerance))
             values = {name: value.tolist() for name, value in columns.items()}  # one transfer per column
             values.update(sanity[(method, layer)])
             small = low_resolution(result.raw)
@@ -187,6 +184,18 @@ def _loaded_rows(
                 row[ERROR_COLUMN] = ""
                 rows.append(row)
                 maps[key] = small[i]
+
+
+def _localisation(
+    saliency: torch.Tensor, masks: torch.Tensor | None, metrics: Sequence[str], tolerance: int | None
+) -> dict[str, torch.Tensor]:
+    """The pointing game and the energy in the mask, where masks exist and the metrics ask for them."""
+    columns: dict[str, torch.Tensor] = {}
+    if masks is not None and "pointing" in metrics:
+        columns["pointing"] = M.pointing_game(saliency, masks, tolerance)
+    if masks is not None and "energy" in metrics:
+        columns["energy"] = M.energy_in_mask(saliency, masks)
+    return columns
 
 
 def _segmentation_rows(
@@ -224,11 +233,7 @@ def _segmentation_rows(
     for m, method in enumerate(methods):
         per_layer = _segmentation_explanations(model, x, layers, method, class_list, present, options.get(method, {}))
         for l_index, (layer, (score, saliency, raw)) in enumerate(zip(layers, per_layer)):
-            columns: dict[str, torch.Tensor] = {"score": score}
-            if masks is not None and "pointing" in metrics:
-                columns["pointing"] = M.pointing_game(saliency, masks, tolerance)
-            if masks is not None and "energy" in metrics:
-                columns["energy"] = M.energy_in_mask(saliency, masks)
+            columns = {"score": score, **_localisation(saliency, masks, metrics, tolerance)}
             values = {name: value.tolist() for name, value in columns.items()}
             small = low_resolution(raw)
             for i, (position, image) in enumerate(zip(batch.positions, batch.ids)):

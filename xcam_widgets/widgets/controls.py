@@ -4,12 +4,13 @@ layer menu labels, checked uploads, and the fast-mode default of the Score-CAM f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, NamedTuple, Sequence
 
 import ipywidgets as W
 
 from ..discovery import LayerInfo
 from ..images import MAX_BYTES
+from ..session import Session
 from .options import NONE_WORDS, OptionControl
 
 # The exact Score-CAM family runs channels × samples masked forward passes. Over this budget the Explorer
@@ -101,3 +102,27 @@ class FastMode:
         if self._set.pop(method, None) is not None:  # set here for a layer where it is not wanted
             widget.value = "none"
         return ""
+
+
+class ClassChoices(NamedTuple):
+    """The class menus' entries (top-k predictions with probabilities first, then every class by
+    name), the top two classes, and every class name for the search box."""
+
+    options: list[tuple[str, int]]
+    first: int
+    second: int
+    names: list[str]
+
+
+def class_choices(session: Session, top_k: int) -> ClassChoices:
+    top = session.predictions(top_k)
+    names = [session.class_name(i) for i in range(session.logits.numel())]
+    shown = {p.index for p in top}
+    ranked = [(f"{p.name} ({p.probability:.1%})", p.index) for p in top]
+    rest = [(name, i) for i, name in enumerate(names) if i not in shown]
+    return ClassChoices(ranked + rest, top[0].index, top[min(1, len(top) - 1)].index, names)
+
+
+def all_option_widgets(option_controls: Mapping[str, Mapping[str, Any]]) -> list[W.Widget]:
+    """The widgets of every method's option controls."""
+    return [control.widget for controls in option_controls.values() for control in controls.values()]

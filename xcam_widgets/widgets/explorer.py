@@ -20,7 +20,7 @@ from ..methods import REGISTRY
 from ..models import ModelBundle, load_model
 from ..session import Session
 from . import figures
-from .controls import FastMode, ViewState, descendants, layer_label, upload_bytes
+from .controls import FastMode, ViewState, all_option_widgets, class_choices, descendants, layer_label, upload_bytes
 from .live_figure import LiveFigure
 from .options import option_controls
 from .sanity_panel import SanityPanel
@@ -69,11 +69,8 @@ class Explorer(W.VBox):
     # --- controls -------------------------------------------------------------------------------
     def _build_controls(self, sample: bool) -> None:
         s = self.session
-        self.image_choice = W.Dropdown(
-            options=list(SAMPLE_IMAGES) + ["(your image)"],
-            value=SAMPLE_IMAGES[0] if sample else "(your image)",
-            description="image",
-        )
+        choice = SAMPLE_IMAGES[0] if sample else "(your image)"
+        self.image_choice = W.Dropdown(options=[*SAMPLE_IMAGES, "(your image)"], value=choice, description="image")
         self.upload = W.FileUpload(accept="image/*", multiple=False, description="upload")
         self.layer = W.Dropdown(
             options=[(layer_label(i), i.name) for i in s.layers],
@@ -96,7 +93,7 @@ class Explorer(W.VBox):
         self.diagnose_button = W.Button(description="Run axiom diagnostics", button_style="info")
         self.cancel_button = W.Button(description="Cancel", icon="stop")
         self._fill_classes()
-        option_widgets = [c.widget for controls in self.option_controls.values() for c in controls.values()]
+        option_widgets = all_option_widgets(self.option_controls)
         for control in (self.layer, self.target, self.method, self.compare_target, *option_widgets):
             control.observe(lambda change: self.refresh(), names="value")
         for control in (self.opacity, self.colormap, self.threshold):
@@ -123,19 +120,13 @@ class Explorer(W.VBox):
         )
 
     def _fill_classes(self) -> None:
-        """Top-k predictions with probabilities first, then every class by name."""
-        s = self.session
-        top = s.predictions(self.top_k)
-        count = s.logits.numel()
-        ranked = [(f"{p.name} ({p.probability:.1%})", p.index) for p in top]
-        rest = [(f"{s.class_name(i)}", i) for i in range(count) if i not in {p.index for p in top}]
+        choices = class_choices(self.session, self.top_k)
         self._quiet = True  # one refresh after all the options change, not one per option
         try:
-            second = top[min(1, len(top) - 1)].index
-            for dropdown, value in ((self.target, top[0].index), (self.compare_target, second)):
-                dropdown.options = ranked + rest
+            for dropdown, value in ((self.target, choices.first), (self.compare_target, choices.second)):
+                dropdown.options = choices.options
                 dropdown.value = value
-            self.search.options = [s.class_name(i) for i in range(count)]
+            self.search.options = choices.names
         finally:
             self._quiet = False
 
@@ -192,8 +183,7 @@ class Explorer(W.VBox):
         for worker in workers:
             if worker is not None:  # None when the constructor raised (ipywidgets closes on deletion)
                 worker.shutdown()
-        controls = getattr(self, "option_controls", {})
-        option_widgets = [c.widget for per_method in controls.values() for c in per_method.values()]
+        option_widgets = all_option_widgets(getattr(self, "option_controls", {}))
         unique = {id(widget): widget for widget in (*descendants(self), *option_widgets)}
         for widget in unique.values():
             widget.close()

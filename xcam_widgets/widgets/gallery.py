@@ -14,11 +14,10 @@ from __future__ import annotations
 import html
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import ipywidgets as W
 import numpy as np
-from traitlets import TraitError
 
 from ..checks import positive_int
 from ..gallery import (
@@ -39,6 +38,7 @@ from ..gallery.columns import error_flags
 from ..gallery.display import DisplayImages
 from ..gallery.opening import DEFAULT_BATCH, open_gallery
 from ..gallery.run import GalleryRun, RunSnapshot
+from .controls import descendants
 from .explorer import Explorer
 from .gallery_panel import (
     NOT_METRICS,
@@ -48,6 +48,7 @@ from .gallery_panel import (
     caption_html,
     class_table_html,
     distribution_figure,
+    explorer_on,
     update_distribution,
 )
 from .live_figure import LiveFigure
@@ -324,17 +325,7 @@ class Gallery(W.VBox):
             if self.source is None:
                 raise ValueError("the run's images are not available: pass display_images= to open the Explorer")
             image = self.source.image(record["image"])
-        explorer = Explorer(model=self.bundle, image=image, background=self._background)
-        try:
-            explorer.layer.value = record["layer"]
-            explorer.method.value = record["method"]
-            explorer.target.value = int(record["class"])
-        except TraitError as error:
-            explorer.close()
-            raise ValueError(
-                f"the Explorer cannot show row {row} ({record['method']} at {record['layer']}, "
-                f"class {record['class']}): {error}"
-            ) from None
+        explorer = explorer_on(self.bundle, image, record, row, self._background)
         with self._lock:
             previous, self.explorer, self.explorer_row = self.explorer, explorer, row
             title = W.HTML(f"<b>Explorer</b> on row #{row}: image {html.escape(str(record['image']))}")
@@ -398,15 +389,9 @@ class Gallery(W.VBox):
         explorer = getattr(self, "explorer", None)  # absent when the constructor raised early
         if explorer is not None:
             explorer.close()
-        for widget in {id(w): w for w in (*_descendants(self), *getattr(self, "tiles", ()))}.values():
+        for widget in {id(w): w for w in (*descendants(self), *getattr(self, "tiles", ()))}.values():
             widget.close()
         super().close()
-
-
-def _descendants(widget: W.Widget) -> Iterator[W.Widget]:
-    for child in getattr(widget, "children", ()):
-        yield child
-        yield from _descendants(child)
 
 
 __all__ = ["Gallery"]

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
+from traitlets import TraitError
 
 from ..gallery import Distribution, Filter, GalleryTable, Range, Sort
 from ..gallery.query import ERRORS, OUTCOMES
+from .explorer import Explorer
 
 ANY = "(any)"
 BY_ROW = "(row)"
@@ -264,8 +266,26 @@ def class_table_html(frame: Any, metric: str | None) -> str:
     return f"<div style='font-size:12px;max-height:300px;overflow:auto'><b>per class</b>{table}</div>"
 
 
+def explorer_on(bundle: Any, image: Any, record: Mapping[str, Any], row: int, background: bool) -> Explorer:
+    """An Explorer on `image` showing `record`'s layer, method and class, with `bundle`'s model object
+    (never a copy); a value the Explorer cannot take is a ValueError naming the row."""
+    explorer = Explorer(model=bundle, image=image, background=background)
+    try:
+        explorer.layer.value = record["layer"]
+        explorer.method.value = record["method"]
+        explorer.target.value = int(record["class"])
+    except TraitError as error:
+        explorer.close()
+        raise ValueError(
+            f"the Explorer cannot show row {row} ({record['method']} at {record['layer']}, "
+            f"class {record['class']}): {error}"
+        ) from None
+    return explorer
+
+
 __all__ = [
     "ANY",
+    "explorer_on",
     "BY_ROW",
     "NOT_METRICS",
     "NO_RANGE",
