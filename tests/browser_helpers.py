@@ -6,6 +6,7 @@ Nothing here imports Playwright, so the module imports everywhere; `test_browser
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -13,10 +14,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts" / "browser"
@@ -264,3 +269,63 @@ JS_SELECT = r"""
           selected: select.options[select.selectedIndex]?.textContent || null};
 }
 """
+
+
+BIN = Path(sys.executable).parent  # the venv's jupyter and voila
+
+
+def server_env(home: Path) -> dict[str, str]:
+    """A private Jupyter config, data and runtime dir: nothing from the user's own setup leaks in,
+    and nothing is left behind. The kernel spec comes from the venv (sys.prefix), as in `make lab`."""
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(home / "config"),
+        "JUPYTER_DATA_DIR": str(home / "data"),
+        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+        "IPYTHONDIR": str(home / "ipython"),
+        "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
+    }
+    env.pop("JUPYTER_PATH", None)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def lab_command(port: int, token: str, root: Path, home: Path) -> list[str]:
+    """JupyterLab on loopback `port` with `token`, serving `root`, its settings and workspaces in `home`."""
+    command = [
+        str(BIN / "jupyter"),
+        "lab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+        f"--LabApp.user_settings_dir={home / 'settings'}",
+        f"--LabApp.workspaces_dir={home / 'workspaces'}",
+        "--ServerApp.open_browser=False",
+        "--ServerApp.port_retries=0",
+    ]
+    return [*command, "--allow-root"] if os.geteuid() == 0 else command
+
+
+@contextlib.contextmanager
+def chromium_context(chromium: str, profile: Path) -> Iterator[Any]:
+    """Headless Chromium with a fresh profile at 1280×1200, as a Playwright browser context."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is not installed; `make setup` installs the dev extra (pip install -e '.[dev]')")
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=chromium,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 1200},
+            device_scale_factor=1,
+        )
+        try:
+            yield context
+        finally:
+            context.close()

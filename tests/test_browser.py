@@ -13,14 +13,13 @@ import os
 import re
 import secrets
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from browser_helpers import (
     ARTIFACTS,
-    CHROMIUM_ARGS,
+    BIN,
     DOCS,
     JS_ERROR_OUTPUTS,
     JS_FIND_EXPLORER,
@@ -29,14 +28,16 @@ from browser_helpers import (
     JS_STATUS,
     REPO,
     Server,
+    chromium_context,
     ensure_chromium,
     free_port,
+    lab_command,
     lab_settings,
     save_docs_screenshot,
+    server_env,
 )
 
 NOTEBOOK = "01_quickstart.ipynb"
-BIN = Path(sys.executable).parent
 EXPLORER_TIMEOUT = 240  # s: the first Explorer captures ~200 layers; a loaded 2-core machine is slow
 CHANGE_TIMEOUT = 90  # s: a new class needs one forward and backward pass
 # As in `make app`. Progressive rendering runs the cells through the page's own kernel connection, so
@@ -63,41 +64,8 @@ def chromium() -> str:
 
 @pytest.fixture(scope="module")
 def browser(chromium, artifacts, tmp_path_factory):
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("playwright is not installed; `make setup` installs the dev extra (pip install -e '.[dev]')")
-    with sync_playwright() as p:
-        user_data = tmp_path_factory.mktemp("chromium-profile")  # a fresh profile every run
-        context = p.chromium.launch_persistent_context(
-            str(user_data),
-            executable_path=chromium,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 1200},
-            device_scale_factor=1,
-        )
-        try:
-            yield context
-        finally:
-            context.close()
-
-
-def _server_env(home: Path) -> dict[str, str]:
-    """A private Jupyter config, data and runtime dir: nothing from the user's own setup leaks in,
-    and nothing is left behind. The kernel spec comes from the venv (sys.prefix), as in `make lab`."""
-    env = {
-        **os.environ,
-        "JUPYTER_CONFIG_DIR": str(home / "config"),
-        "JUPYTER_DATA_DIR": str(home / "data"),
-        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-        "IPYTHONDIR": str(home / "ipython"),
-        "PYTHONUNBUFFERED": "1",
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
-    }
-    env.pop("JUPYTER_PATH", None)
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    return env
+    with chromium_context(chromium, tmp_path_factory.mktemp("chromium-profile")) as context:
+        yield context
 
 
 @pytest.fixture(scope="module")
@@ -109,22 +77,8 @@ def lab(artifacts, tmp_path_factory):
     shutil.copytree(REPO / "notebooks", root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     lab_settings(home / "settings")
     port, token = free_port(), secrets.token_hex(16)
-    command = [
-        str(BIN / "jupyter"),
-        "lab",
-        "--no-browser",
-        "--ip=127.0.0.1",
-        f"--port={port}",
-        f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={root}",
-        f"--LabApp.user_settings_dir={home / 'settings'}",
-        f"--LabApp.workspaces_dir={home / 'workspaces'}",
-        "--ServerApp.open_browser=False",
-        "--ServerApp.port_retries=0",
-    ]
-    if os.geteuid() == 0:
-        command.append("--allow-root")
-    server = Server(command, ARTIFACTS / "jupyterlab.log", cwd=root, env=_server_env(home))
+    command = lab_command(port, token, root, home)
+    server = Server(command, ARTIFACTS / "jupyterlab.log", cwd=root, env=server_env(home))
     try:
         server.wait_until_up(f"http://127.0.0.1:{port}/api/status?token={token}")
         yield f"http://127.0.0.1:{port}", token, server
@@ -147,7 +101,7 @@ def voila(artifacts, tmp_path_factory):
         "--show_tracebacks=True",
         *VOILA_FLAGS,
     ]
-    server = Server(command, ARTIFACTS / "voila.log", cwd=REPO / "notebooks", env=_server_env(home))
+    server = Server(command, ARTIFACTS / "voila.log", cwd=REPO / "notebooks", env=server_env(home))
     try:
         server.wait_until_up(f"http://127.0.0.1:{port}/voila/static/index.css")
         yield f"http://127.0.0.1:{port}", token, server

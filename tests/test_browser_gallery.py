@@ -16,27 +16,26 @@ import os
 import re
 import secrets
 import shutil
-import sys
 import time
-from pathlib import Path
 
 import nbformat
 import pytest
 from browser_helpers import (
     ARTIFACTS,
-    CHROMIUM_ARGS,
     DOCS,
     JS_ERROR_OUTPUTS,
     JS_HEATMAP,
     Server,
+    chromium_context,
     ensure_chromium,
     free_port,
+    lab_command,
     lab_settings,
     save_docs_screenshot,
+    server_env,
 )
 
 HERE = ARTIFACTS / "gallery"
-BIN = Path(sys.executable).parent
 NOTEBOOK = "gallery.ipynb"
 N_IMAGES = 24
 RUN_TIMEOUT = 240  # s: kernel start, imports, two models' worth of work on a loaded 2-core machine
@@ -135,25 +134,10 @@ def chromium() -> str:
 
 @pytest.fixture(scope="module")
 def browser(chromium, tmp_path_factory):
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("playwright is not installed; `make setup` installs the dev extra (pip install -e '.[dev]')")
     shutil.rmtree(HERE, ignore_errors=True)
     HERE.mkdir(parents=True)
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")),
-            executable_path=chromium,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 1200},
-            device_scale_factor=1,
-        )
-        try:
-            yield context
-        finally:
-            context.close()
+    with chromium_context(chromium, tmp_path_factory.mktemp("chromium-profile")) as context:
+        yield context
 
 
 @pytest.fixture(scope="module")
@@ -169,34 +153,9 @@ def lab(tmp_path_factory):
     )
     nbformat.write(nb, root / NOTEBOOK)
     lab_settings(home / "settings")
-    env = {
-        **os.environ,
-        "JUPYTER_CONFIG_DIR": str(home / "config"),
-        "JUPYTER_DATA_DIR": str(home / "data"),
-        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-        "IPYTHONDIR": str(home / "ipython"),
-        "PYTHONUNBUFFERED": "1",
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
-    env.pop("JUPYTER_PATH", None)
     port, token = free_port(), secrets.token_hex(16)
-    command = [
-        str(BIN / "jupyter"),
-        "lab",
-        "--no-browser",
-        "--ip=127.0.0.1",
-        f"--port={port}",
-        f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={root}",
-        f"--LabApp.user_settings_dir={home / 'settings'}",
-        f"--LabApp.workspaces_dir={home / 'workspaces'}",
-        "--ServerApp.open_browser=False",
-        "--ServerApp.port_retries=0",
-    ]
-    if os.geteuid() == 0:
-        command.append("--allow-root")
-    server = Server(command, HERE / "jupyterlab.log", cwd=root, env=env)
+    command = lab_command(port, token, root, home)
+    server = Server(command, HERE / "jupyterlab.log", cwd=root, env=server_env(home))
     try:
         server.wait_until_up(f"http://127.0.0.1:{port}/api/status?token={token}")
         yield f"http://127.0.0.1:{port}", token, server
