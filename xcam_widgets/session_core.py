@@ -90,22 +90,22 @@ class _ClassPass:
 
 @dataclass
 class _Image:
-    """One image and everything computed for it; `set_image` replaces it whole. `weights` is the
-    model's `weights_state` the results were computed with."""
+    """One image and everything computed for it; `set_image` replaces it whole. `weights` holds the
+    version counters of the model's tensors the results were computed with."""
 
     generation: int
     x: torch.Tensor
     display: np.ndarray
     results: LRU
-    weights: tuple[tuple[int, int], ...]
+    weights: tuple[int, ...]
     graph: ForwardGraph | None = None
     passes: LRU = field(default_factory=lambda: LRU(CLASS_PASSES))
 
 
-def weights_state(model: nn.Module) -> tuple[tuple[int, int], ...]:
-    """Which tensors the model holds and their in-place version counters: it changes when the user
-    trains, loads a state dict, edits a weight in place or swaps a parameter (microseconds to read)."""
-    return tuple((id(t), t._version) for t in (*model.parameters(), *model.buffers()))
+def model_tensors(model: nn.Module) -> list[torch.Tensor]:
+    """The model's parameters and buffers: their `_version` counters move with every in-place change
+    (an optimizer step, `load_state_dict`, an edit under `no_grad`), and reading them is cheap."""
+    return [*model.parameters(), *model.buffers()]
 
 
 def options_key(options: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -147,19 +147,22 @@ class SessionCore:
             shown = views.display_image(self.bundle.preprocess, pil, (x.shape[2], x.shape[3]))
         with self._swap:
             self._generations += 1
-            self._current = _Image(self._generations, x, shown, LRU(self.cache_size), weights_state(self.model))
+            self._tensors = model_tensors(self.model)  # a replaced parameter or module is seen from here on
+            self._current = _Image(self._generations, x, shown, LRU(self.cache_size), self._versions())
+
+    def _versions(self) -> tuple[int, ...]:
+        return tuple(t._version for t in self._tensors)
 
     @property
     def _image(self) -> _Image:
-        """The current image, its caches emptied first if the model's weights changed since they were
-        filled: a kept forward pass or cached map of other weights would be stale (and autograd refuses
-        a backward pass through tensors modified in place). Same image, so same generation."""
+        """The current image, its caches emptied first if the model's weights changed in place since they
+        were filled: a kept forward pass or cached map of other weights would be stale (and autograd
+        refuses a backward pass through tensors modified in place). Same image, so same generation.
+        Read on every access, so it costs microseconds (version counters of a list kept per image)."""
         with self._swap:
             image = self._current
-            weights = weights_state(self.model)
+            weights = self._versions()
             if weights != image.weights:
-                if {i for i, _ in weights} != {i for i, _ in image.weights}:  # a module was swapped
-                    self._layer_cache.clear()
                 image = self._current = _Image(image.generation, image.x, image.display, LRU(self.cache_size), weights)
             return image
 
