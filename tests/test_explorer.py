@@ -270,7 +270,7 @@ def test_diagnostics_and_view_workers_at_once_keep_the_model_state():
     explorer = Explorer(bn, X, background=True)
     explorer.method.value = "ablationcam"
     for target in range(5):
-        explorer.diagnose_button.click()
+        explorer.axioms.diagnose_button.click()
         explorer.target.value = target
         explorer.method.value = ("gradcam", "ablationcam")[target % 2]
     explorer.wait()
@@ -279,7 +279,7 @@ def test_diagnostics_and_view_workers_at_once_keep_the_model_state():
     assert all(torch.equal(v, bn.state_dict()[k]) for k, v in before.items())
     assert xw.hook_counts(bn) == {k: 0 for k in xw.hook_counts(bn)}
     np.testing.assert_array_equal(explorer.shown_map, expected_map(bn, explorer.state))
-    assert explorer.diagnosis is not None and explorer.diagnosis.method in ("gradcam", "ablationcam")
+    assert explorer.axioms.diagnosis is not None and explorer.axioms.diagnosis.method in ("gradcam", "ablationcam")
     explorer.close()
 
 
@@ -287,7 +287,7 @@ def test_close_stops_the_computation(net):
     explorer = Explorer(net, X, background=True)
     explorer.method.value = "scorecam"
     explorer.close()
-    assert explorer.worker._thread is None and explorer.diag_worker._thread is None
+    assert explorer.worker._thread is None and explorer.axioms.worker._thread is None
     explorer.method.value = "gradcam"  # a closed Explorer computes nothing more
     assert explorer.worker._thread is None
     assert explorer.overlay.comm is None and explorer.comm is None

@@ -14,6 +14,7 @@ import numpy as np
 
 from .methods import REGISTRY
 from .sanity import SanityResult
+from .task_views import TargetKey
 
 ORIGINAL = "original"
 
@@ -45,13 +46,13 @@ class SanityView:
     `layers_after` parameterised layers run after `layer`; `threshold` is the verdicts' pass mark."""
 
     layer: str
-    target: int
+    target: TargetKey
     layers_after: int
     threshold: float
     strips: tuple[SanityStrip, ...]
 
 
-def sanity_view(result: SanityResult, target: int) -> SanityView:
+def sanity_view(result: SanityResult, target: TargetKey) -> SanityView:
     """The plain data of a one-image `SanityResult` that kept its maps (`keep_maps=True`)."""
     if not result.maps:
         raise ValueError("sanity_view needs a SanityResult computed with keep_maps=True")

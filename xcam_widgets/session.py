@@ -10,11 +10,22 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from . import views
-from .discovery import default_layer
 from .methods import GRADIENT_METHODS, REGISTRY, check_options, get_method
+from .models.bundle import Task
 from .sanity import DEFAULT_METHODS, THRESHOLD, sanity_check
 from .sanity_view import SanityView, sanity_view
 from .session_core import Progress, SessionCore, options_key
+from .task_views import (
+    Choice,
+    TargetKey,
+    detection_at,
+    detection_choices,
+    key_mask,
+    predicted_labels,
+    region_key,
+    segment_choices,
+    target_of,
+)
 from .views import Conservation
 
 
@@ -26,7 +37,7 @@ class Session(SessionCore):
         self,
         layer: str,
         method: str,
-        target: int | None = None,
+        target: TargetKey | None = None,
         *,
         options: Mapping[str, Any] | None = None,
         progress: Progress | None = None,
@@ -34,7 +45,9 @@ class Session(SessionCore):
         """`method`'s map at `layer` for class `target`, `[h, w]` in [0, 1] (see `views.low_res_map`)."""
         return views.low_res_map(self.explanation(layer, method, target, progress, **dict(options or {})).raw)
 
-    def conservation(self, layer: str, target: int | None = None, methods: Sequence[str] | None = None) -> Conservation:
+    def conservation(
+        self, layer: str, target: TargetKey | None = None, methods: Sequence[str] | None = None
+    ) -> Conservation:
         """Σ M of each method (default: the gradient methods with a score scale) against S_c."""
         image = self._image
         target = self._target(image, target)
@@ -57,7 +70,7 @@ class Session(SessionCore):
     def sweep_maps(
         self,
         method: str,
-        target: int | None = None,
+        target: TargetKey | None = None,
         layers: Sequence[str] | None = None,
         *,
         options: Mapping[str, Any] | None = None,
@@ -70,7 +83,7 @@ class Session(SessionCore):
         image = self._image
         target = self._target(image, target)
         infos = self._layers(image)
-        names = list(layers) if layers is not None else views.spread_layers(infos, default_layer(infos, self.model))
+        names = list(layers) if layers is not None else views.spread_layers(infos, self.default_layer)
         self._capture(image, target, names)
         return {
             name: views.low_res_map(self._explanation(image, name, spec, target, checked, progress).raw)
@@ -80,7 +93,7 @@ class Session(SessionCore):
     def method_maps(
         self,
         layer: str,
-        target: int | None = None,
+        target: TargetKey | None = None,
         methods: Sequence[str] = GRADIENT_METHODS,
         *,
         options: Mapping[str, Mapping[str, Any]] | None = None,
@@ -100,19 +113,17 @@ class Session(SessionCore):
         self,
         layer: str,
         method: str,
-        targets: Sequence[int],
+        targets: Sequence[TargetKey],
         *,
         options: Mapping[str, Any] | None = None,
         progress: Progress | None = None,
-    ) -> dict[int, np.ndarray]:
-        """Class index → `method`'s low-resolution map at `layer` for that class."""
+    ) -> dict[TargetKey, np.ndarray]:
+        """Target key (a class index, or see `task_views`) → `method`'s low-resolution map at `layer` for it."""
         spec = get_method(method)
         checked = check_options(spec, dict(options or {}))
         image = self._image
         return {
-            int(t): views.low_res_map(
-                self._explanation(image, layer, spec, self._target(image, t), checked, progress).raw
-            )
+            t: views.low_res_map(self._explanation(image, layer, spec, self._target(image, t), checked, progress).raw)
             for t in targets
         }
 
@@ -120,7 +131,7 @@ class Session(SessionCore):
         self,
         layer: str,
         methods: Sequence[str] = DEFAULT_METHODS,
-        target: int | None = None,
+        target: TargetKey | None = None,
         *,
         steps: str = "tail",
         random_classes: int = 3,
@@ -143,6 +154,8 @@ class Session(SessionCore):
             raise ValueError(f"options name method {sorted(set(given) - set(names))[0]!r}, which is not checked")
         checked = {name: check_options(REGISTRY[name], given.get(name, {})) for name in names}
         target = self._target(image, target)
+        # the random-logit test draws other classes: a class-index target only
+        checks = ("cascading", "random_logit") if isinstance(target, int) else ("cascading",)
         key = (
             "sanity",
             layer,
@@ -161,8 +174,8 @@ class Session(SessionCore):
                 image.x,
                 layer,
                 names,
-                target,
-                ("cascading", "random_logit"),
+                target_of(target, self._graph(image).output),
+                checks,
                 seed=seed,
                 progress=progress,
                 steps=steps,
@@ -184,3 +197,59 @@ class Session(SessionCore):
         if isinstance(channel, bool) or not isinstance(channel, (int, np.integer)) or not 0 <= channel < channels:
             raise ValueError(f"channel must be an int in 0..{channels - 1} for layer {layer!r}, got {channel!r}")
         return activations[layer][0, int(channel)].float().cpu().numpy()
+
+    # --- what the prediction offers to explain (target keys, see `task_views`) ------------------------
+    @property
+    def task(self) -> Task:
+        """ "classification", "segmentation" or "detection": what the model's output holds."""
+        return self._task(self._image)
+
+    @property
+    def default_target(self) -> TargetKey:
+        """What is shown first: the top-1 class, the largest predicted class that is not the background, or
+        the best detection."""
+        return self._target(self._image, None)
+
+    def choices(self, k: int = 5) -> list[Choice]:
+        """What the menus offer, best first: the top-k classes with their probabilities; every class
+        present in a segmentation with its share of the pixels; a detector's detections scoring at
+        least `task_views.MIN_DETECTION_SCORE`."""
+        image = self._image
+        task, output = self._task(image), self._graph(image).output
+        if task == "segmentation":
+            return segment_choices(output, self.bundle.categories)
+        if task == "detection":
+            return detection_choices(output, self.bundle.categories)
+        return [Choice(p.index, f"{p.name} ({p.probability:.1%})", p.name, p.probability) for p in self.predictions(k)]
+
+    def key_at(self, x: float, y: float) -> TargetKey | None:
+        """What a click at display pixel (x, y) picks: the predicted region under it (segmentation), or
+        the smallest listed detection whose box holds it (detection); None for a classifier or off every box."""
+        image = self._image
+        task, output = self._task(image), self._graph(image).output
+        if task == "segmentation":
+            height, width = image.display.shape[:2]
+            rows, cols = predicted_labels(output).shape
+            row = min(max(int((y + 0.5) * rows / height), 0), rows - 1)
+            col = min(max(int((x + 0.5) * cols / width), 0), cols - 1)
+            return region_key(output, row, col)
+        if task == "detection":  # boxes are in pixel edges, the display's pixel centres are integers
+            return detection_at(detection_choices(output, self.bundle.categories), x + 0.5, y + 0.5)
+        return None
+
+    def target_name(self, key: TargetKey) -> str:
+        """A target key in words, for titles."""
+        if isinstance(key, int):
+            return self.class_name(key)
+        if key[0] == "segment":
+            return f"{self.class_name(int(key[1]))} (every pixel predicted as it)"
+        if key[0] == "region":
+            rows, cols = predicted_labels(self._graph(self._image).output).shape
+            row, col = divmod(int(key[2]), cols)
+            return f"{self.class_name(int(key[1]))} (the region ending at pixel x={col}, y={row})"
+        found = [c.label for c in self.choices() if c.key == key]
+        return found[0] if found else f"detection {key[1]}"
+
+    def target_mask(self, key: TargetKey) -> np.ndarray | None:
+        """The bool pixels a segmentation key explains, at the output's resolution; None for other keys."""
+        return key_mask(key, self._graph(self._image).output)

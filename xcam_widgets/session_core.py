@@ -36,7 +36,9 @@ from .methods import Method, check_options, get_method
 from .methods.context import MethodContext
 from .model_state import evaluation_mode
 from .models import ModelBundle
+from .models.bundle import Task
 from .targets import Scorer
+from .task_views import TargetKey, default_key, target_of, task_of
 
 Progress = Callable[[int, int], None]
 CLASS_PASSES = 8  # classes whose gradients an image keeps
@@ -192,7 +194,8 @@ class SessionCore:
 
     @property
     def default_layer(self) -> str:
-        return default_layer(self.layers, self.model)
+        """The bundle's recommended CAM layer, else the last feature map (`xw.default_layer`)."""
+        return self.bundle.cam_layer or default_layer(self.layers, self.model)
 
     def class_name(self, index: int) -> str:
         names = self.bundle.categories
@@ -215,7 +218,7 @@ class SessionCore:
         ]
 
     # --- results -------------------------------------------------------------------------------
-    def capture(self, target: int | None, layers: Sequence[str] | None = None) -> Capture:
+    def capture(self, target: TargetKey | None, layers: Sequence[str] | None = None) -> Capture:
         """A of every candidate layer and G = ∂S_c/∂A of `layers` (default: all) for class `target`
         (top-1 for None). The forward pass is the image's kept one; missing gradients cost one
         backward pass."""
@@ -224,7 +227,7 @@ class SessionCore:
         return self._capture(image, self._target(image, target), names)
 
     def explanation(
-        self, layer: str, method: str, target: int | None = None, progress: Progress | None = None, **options: Any
+        self, layer: str, method: str, target: TargetKey | None = None, progress: Progress | None = None, **options: Any
     ) -> Explanation:
         spec = get_method(method)
         image = self._image
@@ -235,7 +238,7 @@ class SessionCore:
         self,
         layer: str,
         method: str,
-        target: int | None = None,
+        target: TargetKey | None = None,
         batch_size: int | None = None,
         progress: Progress | None = None,
         **options: Any,
@@ -287,16 +290,24 @@ class SessionCore:
                     self.stats["forward"] += 1
         return image.graph
 
-    def _target(self, image: _Image, target: int | None) -> int:
-        """The class index shown: `target`, or the top-1 class for None."""
+    def _task(self, image: _Image) -> Task:
+        """The bundle's task, or the task the output's form says for a bare module (`task_of`)."""
+        return self.bundle.task if self.bundle.task != "classification" else task_of(self._graph(image).output)
+
+    def _target(self, image: _Image, target: TargetKey | None) -> TargetKey:
+        """What is explained, as a target key (see `task_views`): `target`, or for None the top-1 class,
+        the largest predicted class of a segmentation, or a detector's best detection."""
         if target is not None:
             return target
+        task = self._task(image)
+        if task != "classification":
+            return default_key(task, self._graph(image).output, self.bundle.categories)
         classes = self._graph(image).scorer(None).classes
         if classes is None:
             raise ValueError("this model's output holds no logits: choose a class index")
         return int(classes[0])
 
-    def _capture(self, image: _Image, target: int, names: Sequence[str]) -> Capture:
+    def _capture(self, image: _Image, target: TargetKey, names: Sequence[str]) -> Capture:
         if not names:
             raise ValueError("no layers given: name at least one candidate layer")
         self._check_layers(image, names)
@@ -304,7 +315,7 @@ class SessionCore:
             graph = self._graph(image)
             found = image.passes.get(target)
             if found is None:
-                found = image.passes.put(target, _ClassPass(graph.scorer(target)))
+                found = image.passes.put(target, _ClassPass(graph.scorer(target_of(target, graph.output))))
             missing = [name for name in dict.fromkeys(names) if name not in found.gradients]
             if missing:
                 found.score, gradients = graph.gradients(found.scorer, missing)
@@ -319,7 +330,13 @@ class SessionCore:
             )
 
     def _explanation(
-        self, image: _Image, layer: str, spec: Method, target: int, options: dict[str, Any], progress: Progress | None
+        self,
+        image: _Image,
+        layer: str,
+        spec: Method,
+        target: TargetKey,
+        options: dict[str, Any],
+        progress: Progress | None,
     ) -> Explanation:
         key = ("explain", layer, spec.name, target, options_key(options))
 
@@ -330,7 +347,7 @@ class SessionCore:
         return self._cached(image, key, "method", layer, target, compute)
 
     def _cached(
-        self, image: _Image, key: Hashable, stat: str, layer: str, target: int, compute: Callable[[Capture], Any]
+        self, image: _Image, key: Hashable, stat: str, layer: str, target: TargetKey, compute: Callable[[Capture], Any]
     ) -> Any:
         """The result stored with `image` under `key`, else `compute(capture)` under the model's lock,
         stored with that image. Checked twice: another thread may have computed it while this one waited."""

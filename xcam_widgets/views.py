@@ -18,6 +18,7 @@ from PIL import Image
 from .checks import positive_int
 from .discovery import LayerInfo
 from .maps import scale_unit
+from .task_views import TargetKey
 
 SWEEP_LAYERS = 12
 
@@ -27,7 +28,7 @@ class Conservation:
     """Conservation bars at one layer for one class: Σ_xy M of each method's raw map, and S_c."""
 
     layer: str
-    target: int
+    target: TargetKey
     methods: tuple[str, ...]
     sums: tuple[float, ...]
     score: float

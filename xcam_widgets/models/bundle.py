@@ -25,6 +25,8 @@ class ModelBundle:
     `task` says what the output holds: "classification" logits `[B, classes]` (a tensor, or an object
     with `.logits`), "segmentation" logits `[B, classes, H, W]` (a tensor or `{"out": ...}`), or
     "detection" boxes (a list of dicts with `boxes`, `scores`, `labels`); see `xw.targets`.
+    `cam_layer`: the layer its maker recommends for CAMs, where the last feature map (`xw.default_layer`)
+    is not it: a segmentation net's last layers hold per-pixel logits, a detector's the box heads.
     """
 
     name: str
@@ -35,6 +37,7 @@ class ModelBundle:
     categories: list[str]
     input_size: int
     task: Task = "classification"
+    cam_layer: str | None = None
 
     def __iter__(self) -> Iterator:
         return iter((self.model, self.preprocess, self.categories))

@@ -65,4 +65,14 @@ def load_torchvision(name: str, task: Task, pretrained: bool, default_model: str
     else:
         min_size: Any = model.get_submodule("transform").min_size  # GeneralizedRCNNTransform's, a tuple
         size = int(min_size[0])
-    return ModelBundle(name, model, Preprocess(transform), list(weights.meta["categories"]), size, task)
+    categories = list(weights.meta["categories"])
+    return ModelBundle(name, model, Preprocess(transform), categories, size, task, backbone_layer(model, task))
+
+
+def backbone_layer(model: nn.Module, task: Task) -> str | None:
+    """The last stage of a segmentation or detection model's ResNet backbone, where CAMs of these models
+    are usually taken (before the heads); None where there is no such stage."""
+    if task == "classification":
+        return None
+    names = {name for name, _ in model.named_modules()}
+    return next((name for name in ("backbone.layer4", "backbone.body.layer4") if name in names), None)

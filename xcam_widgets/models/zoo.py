@@ -10,7 +10,7 @@ import torch
 from xcam_widgets.models.bundle import ModelBundle, Preprocess, Task, imagenet_categories
 from xcam_widgets.models.efficientnet_lite import INPUT_SIZE, efficientnet_lite0, lite0_transform
 from xcam_widgets.models.torchvision_models import load_torchvision, torchvision_models, torchvision_task
-from xcam_widgets.shapes.constants import SEG_MODEL, SHAPES_MODELS
+from xcam_widgets.shapes.constants import CAM_LAYER, DET_MODEL, SEG_MODEL, SHAPES_MODELS
 
 DEFAULT_MODEL = "efficientnet_lite0"
 SOURCES = ("timm:", "hf:")  # prefixes of the optional model sources (extras `timm` and `hf`)
@@ -29,7 +29,11 @@ __all__ = [
 def available_models(task: Task | None = None) -> tuple[str, ...]:
     """Every name `load_model` accepts, besides "timm:<name>" and "hf:<repo id>": the offline models
     first, then torchvision's classifiers, segmentation and detection models; or those of one `task`."""
-    offline = {"classification": (DEFAULT_MODEL, *SHAPES_MODELS), "segmentation": (SEG_MODEL,), "detection": ()}
+    offline = {
+        "classification": (DEFAULT_MODEL, *SHAPES_MODELS),
+        "segmentation": (SEG_MODEL,),
+        "detection": (DET_MODEL,),
+    }
     tasks: tuple[Task, ...] = (task,) if task else ("classification", "segmentation", "detection")
     return (*(name for t in tasks for name in offline[t]), *(name for t in tasks for name in torchvision_models(t)))
 
@@ -55,6 +59,8 @@ def load_model(
         bundle = _shapes(name, pretrained)
     elif name == SEG_MODEL:
         bundle = _shapes_seg(pretrained)
+    elif name == DET_MODEL:
+        bundle = _shapes_det(pretrained)
     elif name.startswith(SOURCES):
         bundle = _from_source(name, pretrained)
     elif (task := torchvision_task(name)) is not None:
@@ -114,4 +120,18 @@ def _shapes_seg(pretrained: bool) -> ModelBundle:
     from xcam_widgets.shapes import nets, seg
 
     model = seg.load_seg_model()[0] if pretrained else seg.ShapesSegNet()
-    return ModelBundle(SEG_MODEL, model, nets.preprocess, list(seg.SEG_CLASSES), nets.IMAGE_SIZE, "segmentation")
+    return ModelBundle(
+        SEG_MODEL, model, nets.preprocess, list(seg.SEG_CLASSES), nets.IMAGE_SIZE, "segmentation", CAM_LAYER
+    )
+
+
+def _shapes_det(pretrained: bool) -> ModelBundle:
+    """Boxes around `shapes_seg`'s predicted regions, labelled with the 6 shape classes (see `shapes.boxes`)."""
+    from xcam_widgets.shapes import boxes, nets
+
+    model = boxes.ShapesBoxes()
+    if pretrained:
+        model.load_state_dict(_shapes_seg(True).model.state_dict())
+    return ModelBundle(
+        DET_MODEL, model, nets.preprocess, list(nets.SHAPE_CLASSES), nets.IMAGE_SIZE, "detection", CAM_LAYER
+    )

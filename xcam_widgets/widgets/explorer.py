@@ -8,30 +8,34 @@ from __future__ import annotations
 
 import html
 import threading
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import ipywidgets as W
 import numpy as np
 import torch
 
-from ..diagnostics import Diagnosis
 from ..images import SAMPLE_IMAGES, sample_image
 from ..methods import REGISTRY
 from ..models import ModelBundle, load_model
 from ..session import Session
 from . import figures
-from .controls import FastMode, ViewState, all_option_widgets, class_choices, descendants, layer_label, upload_bytes
+from .axioms_panel import AxiomsPanel
+from .controls import FastMode, ViewState, all_option_widgets, descendants, layer_label, upload_bytes
 from .live_figure import LiveFigure
 from .options import option_controls
 from .sanity_panel import SanityPanel
+from .target_menus import TargetMenus
 from .worker import LatestWins, Superseded
 
 BLANK = np.zeros((1, 1), dtype=np.float32)  # the heatmap before the first map, and while a new image computes
+PANEL_TITLES = {"classification": "Top predictions", "segmentation": "Predicted pixels", "detection": "Detections"}
 
 
 class Explorer(W.VBox):
     """Pick a layer, a class and a method; see the map, the predictions, the axiom diagnostics and
-    (on request, in the Sanity tab) the sanity checks.
+    (on request, in the Sanity tab) the sanity checks. With a segmentation model, pick a predicted
+    class or click a region; with a detector, pick a detection or click its box (`TargetMenus`).
 
     `Explorer()` uses the offline defaults (EfficientNet-Lite0 and a bundled photo). `model` is a
     `ModelBundle` (from `xw.load_model`) or a plain `nn.Module` (then pass a preprocessed tensor).
@@ -50,19 +54,16 @@ class Explorer(W.VBox):
         self.session = Session(bundle, sample_image(SAMPLE_IMAGES[0]) if image is None else image)
         self.top_k = top_k
         self._quiet = False
+        self.overlay: LiveFigure
+        self.tabs: W.Tab
         self._draw_lock = threading.Lock()  # an image swap and a draw never interleave
         self.shown_state: ViewState | None = None
         self.shown_map = BLANK
-        self.diagnosis: Diagnosis | None = None
-        self._diagnosis_state: ViewState | None = None
         self.status = W.HTML()
         self.progress = W.IntProgress(value=0, min=0, max=1, layout=W.Layout(width="200px", visibility="hidden"))
         self._build_controls(image is None)
         self._build_figures(background)
         self.worker = LatestWins(self._compute, self._draw, self._show_error, self._show_progress, background)
-        self.diag_worker = LatestWins(
-            self._compute_diagnosis, self._draw_diagnosis, self._show_error, self._show_progress, background
-        )
         super().__init__([self._controls_box(), self.tabs, W.HBox([self.status, self.progress])])
         self.refresh()
 
@@ -78,8 +79,8 @@ class Explorer(W.VBox):
             description="layer",
             layout=W.Layout(width="460px"),
         )
-        self.target = W.Dropdown(description="class", layout=W.Layout(width="460px"))
-        self.search = W.Combobox(placeholder="search any class…", ensure_option=True, layout=W.Layout(width="220px"))
+        self.menus = TargetMenus(s, self.top_k)
+        self.target, self.compare_target, self.search = self.menus.target, self.menus.compare_target, self.menus.search
         self.method = W.Dropdown(
             options=[(m.title, m.name) for m in REGISTRY.values()], value="xgradcam", description="method"
         )
@@ -89,9 +90,6 @@ class Explorer(W.VBox):
         self.colormap = W.Dropdown(options=figures.COLORMAPS, value="Jet", description="colormap")
         self.threshold = W.FloatSlider(value=0.0, min=0.0, max=0.95, step=0.05, description="threshold")
         self.mode = W.ToggleButtons(options=["overlay", "side by side"], value="overlay")
-        self.compare_target = W.Dropdown(description="vs class", layout=W.Layout(width="460px"))
-        self.diagnose_button = W.Button(description="Run axiom diagnostics", button_style="info")
-        self.cancel_button = W.Button(description="Cancel", icon="stop")
         self._fill_classes()
         option_widgets = all_option_widgets(self.option_controls)
         for control in (self.layer, self.target, self.method, self.compare_target, *option_widgets):
@@ -99,11 +97,8 @@ class Explorer(W.VBox):
         for control in (self.opacity, self.colormap, self.threshold):
             control.observe(lambda change: self._restyle(), names="value")
         self.mode.observe(lambda change: self._rebuild_overlay(), names="value")
-        self.search.observe(self._on_search, names="value")
         self.image_choice.observe(self._on_sample, names="value")
         self.upload.observe(self._on_upload, names="value")
-        self.diagnose_button.on_click(lambda button: self._submit(self.diag_worker))
-        self.cancel_button.on_click(lambda button: self._cancel())
         self._show_options()
 
     def _controls_box(self) -> W.Widget:
@@ -112,23 +107,25 @@ class Explorer(W.VBox):
             [
                 W.HBox([self.image_choice, self.upload]),
                 self.layer,
-                W.HBox([self.target, self.search]),
+                W.HBox([self.target, self.search, self.menus.hint]),
                 self.method,
                 W.HBox([self.options_box, self.fast_note]),
                 display,
             ]
         )
 
-    def _fill_classes(self) -> None:
-        choices = class_choices(self.session, self.top_k)
-        self._quiet = True  # one refresh after all the options change, not one per option
+    @contextmanager
+    def _held(self) -> Iterator[None]:
+        """Control changes inside cause no refresh: one refresh after several changes, not one per change."""
+        self._quiet = True
         try:
-            for dropdown, value in ((self.target, choices.first), (self.compare_target, choices.second)):
-                dropdown.options = choices.options
-                dropdown.value = value
-            self.search.options = choices.names
+            yield
         finally:
             self._quiet = False
+
+    def _fill_classes(self) -> None:
+        with self._held():
+            self.menus.fill()
 
     def _show_options(self) -> None:
         """The chosen method's option controls, and only those."""
@@ -142,23 +139,20 @@ class Explorer(W.VBox):
         options = tuple((name, control.value) for name, control in self.option_controls[self.method.value].items())
         return ViewState(
             self.layer.value,
-            int(self.target.value),
+            self.target.value,
             self.method.value,
             options,
             self.session.generation,
             self.tabs.selected_index or 0,
-            int(self.compare_target.value),
+            self.compare_target.value,
         )
 
     def refresh(self) -> None:
         """Submit the current state; the newest one always wins."""
         if self._quiet or not hasattr(self, "worker"):
             return
-        self._quiet = True  # the fast-mode default below may change an option control: one refresh, not two
-        try:
+        with self._held():  # the fast-mode default may change an option control: one refresh, not two
             self.fast_note.value = self.fast_mode.apply(self.method.value, self.layer.value, self.session.layers)
-        finally:
-            self._quiet = False
         self._show_options()
         self._submit(self.worker)
 
@@ -173,13 +167,13 @@ class Explorer(W.VBox):
     def wait(self, timeout: float | None = 120) -> None:
         """Block until the view shows the newest state (for tests and scripts)."""
         self.worker.wait(timeout)
-        self.diag_worker.wait(timeout)
+        self.axioms.worker.wait(timeout)
         self.sanity_panel.worker.wait(timeout)
 
     def close(self) -> None:
         """Stop the computation (waiting for the running step to end), then close every widget."""
-        panel = getattr(self, "sanity_panel", None)
-        workers = (getattr(self, "worker", None), getattr(self, "diag_worker", None), getattr(panel, "worker", None))
+        panels = (self, getattr(self, "axioms", None), getattr(self, "sanity_panel", None))
+        workers = [getattr(panel, "worker", None) for panel in panels]
         for worker in workers:
             if worker is not None:  # None when the constructor raised (ipywidgets closes on deletion)
                 worker.shutdown()
@@ -190,10 +184,18 @@ class Explorer(W.VBox):
         super().close()
 
     # --- events -----------------------------------------------------------------------------------
-    def _on_search(self, change: dict) -> None:
-        names = list(self.search.options)
-        if change["new"] in names:
-            self.target.value = names.index(change["new"])
+    def _on_click(self, trace, points, selector) -> None:
+        """A click on the image picks the region or the detection under it (`TargetMenus.key_at`)."""
+        if not points.xs:
+            return
+        try:
+            with self._held():
+                key = self.menus.key_at(points.xs[0], points.ys[0])
+        except ValueError as error:
+            self._show_error(None, error)
+            return
+        if key is not None:
+            self.target.value = key
 
     def _on_sample(self, change: dict) -> None:
         if change["new"] in SAMPLE_IMAGES:
@@ -227,14 +229,15 @@ class Explorer(W.VBox):
                     z=figures.quantized(BLANK), **figures.placement((1, 1), self.session.display.shape[:2])
                 )
                 self.overlay.layout.title.text = "computing…"
+                self.overlay.layout.shapes, self.overlay.layout.annotations = (), ()
             self.sanity_panel.reset()  # its results were for the old image
         self.worker.cancel()  # the old image's work stops at its next progress report
-        self.diag_worker.cancel()
+        self.axioms.worker.cancel()
         self._fill_classes()
         self.refresh()
 
     def _cancel(self) -> None:
-        self.diag_worker.cancel()
+        self.axioms.worker.cancel()
         self.worker.cancel()
         self.progress.layout.visibility = "hidden"
         self.status.value = "cancelled"
@@ -248,7 +251,7 @@ class Explorer(W.VBox):
         frame: dict[str, Any] = {
             "map": s.low_res_map(state.layer, state.method, state.target, options=options, progress=progress),
             "conservation": s.conservation(state.layer, state.target),
-            "predictions": s.predictions(self.top_k),
+            "predictions": s.choices(self.top_k),
         }
         if state.tab == 1:
             maps = s.sweep_maps(state.method, state.target, options=options, progress=progress)
@@ -259,7 +262,7 @@ class Explorer(W.VBox):
         elif state.tab == 3:
             pair = (state.target, state.compare_target)
             by_class = s.class_maps(state.layer, state.method, pair, options=options, progress=progress)
-            frame["compare"] = ([s.class_name(t) for t in pair], [by_class[t] for t in pair])
+            frame["compare"] = ([s.target_name(t) for t in pair], [by_class[t] for t in pair])
         return frame
 
     def _draw(self, state: ViewState, frame: dict) -> None:
@@ -273,18 +276,15 @@ class Explorer(W.VBox):
                 self.overlay.data[-1].update(z=z, **figures.placement(z.shape, self.session.display.shape[:2]))
                 self.overlay.layout.title.text = (
                     f"{REGISTRY[state.method].title} · {state.layer} · "
-                    f"{self.session.class_name(state.target)} (S = {bars.score:.3f})"
+                    f"{self.session.target_name(state.target)} (S = {bars.score:.3f})"
                 )
+                self._mark(state.target)
             top = frame["predictions"]
             with self.predictions.batch_update():
                 bar = self.predictions.data[0]
-                bar.x, bar.y = [p.probability for p in top][::-1], [p.name for p in top][::-1]
-                bar.marker.color = ["#d62728" if p.index == state.target else "#1f77b4" for p in top][::-1]
-            with self.conservation.batch_update():
-                self.conservation.data[0].x, self.conservation.data[0].y = bars.methods, bars.sums
-                self.conservation.layout.shapes[0].y0 = self.conservation.layout.shapes[0].y1 = bars.score
-                self.conservation.layout.annotations[0].y = bars.score
-                self.conservation.layout.annotations[0].text = f"S_c = {bars.score:.3f}"
+                bar.x, bar.y = [c.value for c in top][::-1], [c.label for c in top][::-1]
+                bar.marker.color = ["#d62728" if c.key == state.target else "#1f77b4" for c in top][::-1]
+            self.axioms.show_conservation(bars)
             for key, box in (("sweep", self.sweep_box), ("grid", self.grid_box), ("compare", self.compare_box)):
                 if key in frame:
                     titles, maps = frame[key]
@@ -303,42 +303,6 @@ class Explorer(W.VBox):
             self.status.value = ""
             self.progress.layout.visibility = "hidden"
 
-    def _compute_diagnosis(self, state: ViewState, progress) -> Diagnosis:
-        if state.image != self.session.generation:
-            raise Superseded()
-        options = dict(state.options)
-        batch = options.pop("batch_size", None)  # the method's batch size serves the channel drops too
-        return self.session.diagnosis(state.layer, state.method, state.target, batch, progress, **options)
-
-    def _draw_diagnosis(self, state: ViewState, d: Diagnosis) -> None:
-        with self._draw_lock:
-            if state.image != self.session.generation:
-                return
-            self.diagnosis, self._diagnosis_state = d, state
-            error = "n/a" if d.sensitivity_error is None else f"{float(d.sensitivity_error[0]):.3f}"
-            conservation = "n/a" if d.conservation_error is None else f"{float(d.conservation_error[0]):.3f}"
-            bias = "n/a" if d.bias_term is None else f"{float(d.bias_term[0]):.3f}"
-            title = f"{REGISTRY[state.method].title}: r = {float(d.sensitivity_r[0]):.3f}, sensitivity error = {error}"
-            fig = figures.sensitivity_figure(d.predicted_drop[0].cpu().numpy(), d.true_drop[0].cpu().numpy(), title)
-            self.sensitivity = LiveFigure(fig)
-            self.sensitivity.data[0].on_click(self._inspect_channel)
-            self.diag_table.value = (
-                f"<b>{html.escape(state.layer)}</b>, class {html.escape(self.session.class_name(state.target))}: "
-                f"S = {float(d.score[0]):.4f}, Σ map = {float(d.map_sum[0]):.4f}, conservation error = {conservation}, "
-                f"bias term Σ b·∂S/∂b = {bias}. {html.escape(d.note)}"
-            )
-            self.sensitivity_box.children = [self.sensitivity]
-            self.progress.layout.visibility = "hidden"
-
-    def _inspect_channel(self, trace, points, selector) -> None:
-        d, state = self.diagnosis, self._diagnosis_state
-        if not points.point_inds or d is None or state is None or state.image != self.session.generation:
-            return
-        k = int(points.point_inds[0])
-        activation = self.session.channel_activation(d.layer, k)
-        weight = "" if d.explanation.weights is None else f", α = {float(d.explanation.weights[0, k]):.4f}"
-        self.channel_box.children = [LiveFigure(figures.channel_figure(activation, f"channel {k}{weight}"))]
-
     def _show_error(self, state: ViewState | None, error: Exception) -> None:
         self.progress.layout.visibility = "hidden"
         self.status.value = f"<span style='color:#b00'><b>{type(error).__name__}</b>: {html.escape(str(error))}</span>"
@@ -351,23 +315,16 @@ class Explorer(W.VBox):
     def _build_figures(self, background: bool) -> None:
         s = self.session
         # LiveFigure: a page that connects later (Voilà, a reload) renders the current figure.
-        self.overlay = LiveFigure(
-            figures.overlay_figure(s.display, BLANK, opacity=self.opacity.value, title="computing…")
+        self._rebuild_overlay(first=True)
+        top = s.choices(self.top_k)
+        self.predictions = LiveFigure(
+            figures.predictions_figure([c.label for c in top], [c.value for c in top], title=PANEL_TITLES[s.task])
         )
-        top = s.predictions(self.top_k)
-        self.predictions = LiveFigure(figures.predictions_figure([p.name for p in top], [p.probability for p in top]))
-        self.conservation = LiveFigure(figures.conservation_figure([], [], 0.0))
-        self.sensitivity_box, self.channel_box = W.Box(), W.Box()
-        self.diag_table = W.HTML("Diagnostics re-run the network once per channel: press the button.")
+        self.axioms = AxiomsPanel(s, self._draw_lock, self._show_error, self._show_progress, self.progress, background)
+        self.axioms.diagnose_button.on_click(lambda button: self._submit(self.axioms.worker))
+        self.axioms.cancel_button.on_click(lambda button: self._cancel())
         self.sweep_box, self.grid_box, self.compare_box = W.Box(), W.Box(), W.VBox()
-        axioms = W.VBox(
-            [
-                W.HBox([self.diagnose_button, self.cancel_button]),
-                self.diag_table,
-                W.HBox([self.conservation, self.sensitivity_box, self.channel_box]),
-            ]
-        )
-        explore = W.VBox([W.HBox([self.overlay, self.predictions]), axioms])
+        explore = W.VBox([W.HBox([self.overlay, self.predictions]), self.axioms])
         compare = W.VBox([self.compare_target, self.compare_box])
         self.sanity_panel = SanityPanel(
             s, self.layer, self.target, self.colormap, self.opacity, self._draw_lock, background
@@ -384,7 +341,8 @@ class Explorer(W.VBox):
             heat.opacity = self.opacity.value
             heat.colorscale = figures.threshold_colorscale(self.colormap.value, self.threshold.value)
 
-    def _rebuild_overlay(self) -> None:
+    def _rebuild_overlay(self, first: bool = False) -> None:
+        """A new overlay figure (at the start, and when the mode changes); a click on its image picks a target."""
         with self._draw_lock:
             fig = figures.overlay_figure(
                 self.session.display,
@@ -393,7 +351,20 @@ class Explorer(W.VBox):
                 colorscale=self.colormap.value,
                 threshold=self.threshold.value,
                 side_by_side=self.mode.value == "side by side",
-                title=self.overlay.layout.title.text or "",
+                title="computing…" if first else self.overlay.layout.title.text or "",
+                clickable=self.session.task != "classification",
             )
             self.overlay = LiveFigure(fig)
-            self.tabs.children[0].children[0].children = [self.overlay, self.predictions]
+            for trace in self.overlay.data:
+                trace.on_click(self._on_click)
+            if not first:
+                if self.shown_state is not None:
+                    self._mark(self.shown_state.target)
+                self.tabs.children[0].children[0].children = [self.overlay, self.predictions]
+
+    def _mark(self, key: Any) -> None:
+        """Outline the pixels a segmentation target explains, or draw the detections' boxes."""
+        heat = self.overlay.data[-1]
+        outline, boxes = self.menus.marks(key)
+        shapes, notes = figures.target_marks(outline, boxes, heat.xaxis or "x", heat.yaxis or "y")
+        self.overlay.layout.shapes, self.overlay.layout.annotations = shapes, notes

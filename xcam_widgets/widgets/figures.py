@@ -89,24 +89,32 @@ def overlay_figure(
     threshold: float = 0.0,
     side_by_side: bool = False,
     title: str = "",
+    clickable: bool = False,
 ) -> go.Figure:
-    """The photo with the heatmap over it; side by side adds the bare photo on the left."""
+    """The photo with the heatmap over it; side by side adds the bare photo on the left.
+
+    `clickable`: the photo, not the heatmap, takes the pointer, so a click reports the image pixel
+    (the heatmap's cells are as coarse as the layer)."""
     size = pixels.shape[:2]
     columns = 2 if side_by_side else 1
     fig = make_subplots(rows=1, cols=columns, horizontal_spacing=0.03)
+    photo = dict(hovertemplate="pixel (%{x}, %{y})<extra></extra>") if clickable else dict(hoverinfo="skip")
     if side_by_side:
-        fig.add_trace(go.Image(source=png_source(pixels), hoverinfo="skip"), row=1, col=1)
-    fig.add_trace(go.Image(source=png_source(pixels), hoverinfo="skip"), row=1, col=columns)
-    fig.add_trace(
-        heatmap_trace(map_low, size, opacity=opacity, colorscale=colorscale, threshold=threshold), row=1, col=columns
-    )
+        fig.add_trace(go.Image(source=png_source(pixels), **photo), row=1, col=1)
+    fig.add_trace(go.Image(source=png_source(pixels), **photo), row=1, col=columns)
+    heat = heatmap_trace(map_low, size, opacity=opacity, colorscale=colorscale, threshold=threshold)
+    if clickable:
+        heat.hoverinfo = "skip"
+    fig.add_trace(heat, row=1, col=columns)
     fig.update_xaxes(visible=False, range=[-0.5, size[1] - 0.5])
     fig.update_yaxes(visible=False, range=[size[0] - 0.5, -0.5], scaleanchor="x")
     fig.update_layout(title=title, width=320 * columns + 80, height=360, margin=dict(l=10, r=10, t=40, b=10))
     return fig
 
 
-def predictions_figure(names: Sequence[str], probabilities: Sequence[float], highlight: int | None = None) -> go.Figure:
+def predictions_figure(
+    names: Sequence[str], probabilities: Sequence[float], highlight: int | None = None, title: str = "Top predictions"
+) -> go.Figure:
     colors = ["#d62728" if i == highlight else "#1f77b4" for i in range(len(names))]
     fig = go.Figure(
         go.Bar(
@@ -118,13 +126,49 @@ def predictions_figure(names: Sequence[str], probabilities: Sequence[float], hig
         )
     )
     fig.update_layout(
-        title="Top predictions",
+        title=title,
         xaxis=dict(range=[0, 1], tickformat=".0%"),
         width=320,
         height=260,
         margin=dict(l=10, r=10, t=40, b=10),
     )
     return fig
+
+
+Box = tuple[float, float, float, float]
+
+
+def target_marks(
+    outline: str, boxes: Sequence[tuple[Box, str, bool]], xref: str = "x", yref: str = "y"
+) -> tuple[list[dict], list[dict]]:
+    """Layout shapes and annotations over the image: `outline` (an SVG path in pixel coordinates) drawn
+    white over black so that it shows on any colour, and each box (x1, y1, x2, y2 in pixel edges) with its
+    label, the selected one in red and thicker."""
+    shapes: list[dict] = []
+    if outline:
+        for color, thickness in (("black", 4), ("white", 2)):
+            line = dict(color=color, width=thickness)
+            shapes.append(dict(type="path", path=outline, xref=xref, yref=yref, line=line))
+    notes = []
+    for (x1, y1, x2, y2), text, selected in boxes:
+        color, width = ("#ff2020", 3.0) if selected else ("white", 1.5)
+        corners = dict(x0=x1 - 0.5, y0=y1 - 0.5, x1=x2 - 0.5, y1=y2 - 0.5)
+        shapes.append(dict(type="rect", xref=xref, yref=yref, line=dict(color=color, width=width), **corners))
+        notes.append(
+            dict(
+                x=x1 - 0.5,
+                y=y1 - 0.5,
+                xref=xref,
+                yref=yref,
+                text=text,
+                showarrow=False,
+                xanchor="left",
+                yanchor="bottom",
+                font=dict(color=color, size=11),
+                bgcolor="rgba(0,0,0,0.55)",
+            )
+        )
+    return shapes, notes
 
 
 def conservation_figure(methods: Sequence[str], map_sums: Sequence[float], score: float) -> go.Figure:

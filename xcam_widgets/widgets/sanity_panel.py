@@ -19,6 +19,7 @@ from ..methods import REGISTRY
 from ..sanity import DEFAULT_METHODS
 from ..sanity_view import SanityStrip, SanityView
 from ..session import Session
+from ..task_views import TargetKey
 from . import figures
 from .live_figure import LiveFigure
 from .worker import LatestWins, Superseded
@@ -36,7 +37,7 @@ class SanityRequest:
     """What one Run computes: the Explorer's layer and class when pressed, for image `image`."""
 
     layer: str
-    target: int
+    target: TargetKey
     methods: tuple[str, ...]
     image: int
 
@@ -87,9 +88,7 @@ class SanityPanel(W.VBox):
             return
         self.status.value = "running…"
         self.worker.submit(
-            SanityRequest(
-                self._layer.value, int(self._target.value), tuple(self.methods.value), self.session.generation
-            )
+            SanityRequest(self._layer.value, self._target.value, tuple(self.methods.value), self.session.generation)
         )
 
     def cancel(self) -> None:
@@ -119,7 +118,7 @@ class SanityPanel(W.VBox):
             self.shown = view
             s = self.session
             self.header.value = (
-                f"<b>{html.escape(view.layer)}</b>, class <b>{html.escape(s.class_name(view.target))}</b>. "
+                f"<b>{html.escape(view.layer)}</b>, class <b>{html.escape(s.target_name(view.target))}</b>. "
                 f"Cascade: the {view.layers_after} parameterised layer(s) after the layer are randomised one more "
                 f"at each step, from the output back (each map names the layer added); the last maps are for "
                 f"random other classes. Similarity to the original map: Spearman ρ of the raw maps, SSIM of the "
