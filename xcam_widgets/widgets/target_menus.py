@@ -39,14 +39,14 @@ class TargetMenus:
         s = self.session
         task = s.task
         options: list[tuple[str, TargetKey]]
-        first: TargetKey
-        second: TargetKey
+        first: TargetKey | None
+        second: TargetKey | None
         if task == "classification":
             ranked, first, second, names = class_choices(s, self.top_k)
             options = list(ranked)
         else:
             options = [(choice.label, choice.key) for choice in s.choices()]
-            first = s.default_target
+            first = s.default_target if options else None  # None: the view says why there is nothing to explain
             second = next((key for _, key in options if key != first), first)
             names = []
         for dropdown, value in ((self.target, first), (self.compare_target, second)):
