@@ -44,6 +44,8 @@ def region_at(labels: torch.Tensor, row: int, col: int) -> tuple[int, int, torch
 
 def region_of(labels: torch.Tensor, label: int, region_id: int) -> torch.Tensor:
     """The region named by `region_at`: the 4-connected pixels of `label` holding flat index `region_id`."""
+    if not 0 <= region_id < labels.numel():
+        raise ValueError(f"region id {region_id} is not a flat pixel index of the {tuple(labels.shape)} label map")
     row, col = divmod(region_id, labels.shape[1])
     found, same_id, region = region_at(labels, row, col)
     if found != label or same_id != region_id:

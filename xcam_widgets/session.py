@@ -18,6 +18,7 @@ from .session_core import Progress, SessionCore, options_key
 from .task_views import (
     Choice,
     TargetKey,
+    checked_key,
     detection_at,
     detection_choices,
     key_mask,
@@ -239,6 +240,7 @@ class Session(SessionCore):
 
     def target_name(self, key: TargetKey) -> str:
         """A target key in words, for titles."""
+        key = checked_key(key)
         if isinstance(key, int):
             return self.class_name(key)
         if key[0] == "segment":

@@ -38,7 +38,7 @@ from .model_state import evaluation_mode
 from .models import ModelBundle
 from .models.bundle import Task
 from .targets import Scorer
-from .task_views import TargetKey, default_key, target_of, task_of
+from .task_views import TargetKey, checked_key, default_key, target_of, task_of
 
 Progress = Callable[[int, int], None]
 CLASS_PASSES = 8  # classes whose gradients an image keeps
@@ -194,8 +194,12 @@ class SessionCore:
 
     @property
     def default_layer(self) -> str:
-        """The bundle's recommended CAM layer, else the last feature map (`xw.default_layer`)."""
-        return self.bundle.cam_layer or default_layer(self.layers, self.model)
+        """The bundle's recommended CAM layer where it is a candidate layer, else the last feature map
+        (`xw.default_layer`)."""
+        layers = self.layers
+        if any(info.name == self.bundle.cam_layer for info in layers):
+            return str(self.bundle.cam_layer)
+        return default_layer(layers, self.model)
 
     def class_name(self, index: int) -> str:
         names = self.bundle.categories
@@ -298,7 +302,7 @@ class SessionCore:
         """What is explained, as a target key (see `task_views`): `target`, or for None the top-1 class,
         the largest predicted class of a segmentation, or a detector's best detection."""
         if target is not None:
-            return target
+            return checked_key(target)
         task = self._task(image)
         if task != "classification":
             return default_key(task, self._graph(image).output, self.bundle.categories)

@@ -9,6 +9,7 @@ it and a menu holds it: an int (a class), `("segment", c)` (the pixels predicted
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Any, Sequence, Union
 
@@ -122,29 +123,42 @@ def detection_at(choices: Sequence[Choice], x: float, y: float) -> TargetKey | N
     return min(inside, key=lambda found: (found[0][2] - found[0][0]) * (found[0][3] - found[0][1]))[1]
 
 
-def target_of(key: TargetKey, output: Any) -> Target:
-    """The target that `key` names on this output (see the module docstring)."""
-    if isinstance(key, int):
-        return key
-    kind = key[0] if isinstance(key, tuple) and key else None
-    if kind == "segment" and len(key) == 2:
-        return SegmentationTarget(int(key[1]))
-    if kind == "region" and len(key) == 3:
-        return SegmentationTarget(int(key[1]), mask=region_of(predicted_labels(output), int(key[1]), int(key[2])))
-    if kind == "detection" and len(key) == 2:
-        det = detections_of(output)[0]
-        index = int(key[1])
-        if not 0 <= index < len(det["scores"]):
-            raise ValueError(f"detection {index} does not exist: this image has {len(det['scores'])} detections")
-        return DetectionTarget(det["boxes"][index].detach(), int(det["labels"][index]))
+_KEY_LENGTHS = {"segment": 2, "region": 3, "detection": 2}
+
+
+def checked_key(key: Any) -> TargetKey:
+    """`key` as a target key: any integer (NumPy's too) becomes an int class index; a tuple must be one of
+    the kinds in the module docstring, with integer entries. Anything else is a ValueError naming it."""
+    if isinstance(key, numbers.Integral) and not isinstance(key, bool):
+        return int(key)
+    if isinstance(key, tuple) and key and _KEY_LENGTHS.get(key[0]) == len(key):
+        if all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in key[1:]):
+            return (key[0], *(int(v) for v in key[1:]))
     raise ValueError(
         f"unknown target {key!r}: expected a class index, ('segment', class), ('region', class, id) "
         "or ('detection', index)"
     )
 
 
+def target_of(key: TargetKey, output: Any) -> Target:
+    """The target that `key` names on this output (see the module docstring)."""
+    key = checked_key(key)
+    if isinstance(key, int):
+        return key
+    if key[0] == "segment":
+        return SegmentationTarget(key[1])
+    if key[0] == "region":
+        return SegmentationTarget(key[1], mask=region_of(predicted_labels(output), key[1], key[2]))
+    det = detections_of(output)[0]
+    index = key[1]
+    if not 0 <= index < len(det["scores"]):
+        raise ValueError(f"detection {index} does not exist: this image has {len(det['scores'])} detections")
+    return DetectionTarget(det["boxes"][index].detach(), int(det["labels"][index]))
+
+
 def key_mask(key: TargetKey, output: Any) -> np.ndarray | None:
     """The bool `[H, W]` pixels (at the output's resolution) that a segment or region key explains; None otherwise."""
+    key = checked_key(key)
     if not isinstance(key, tuple) or key[0] not in ("segment", "region"):
         return None
     target = target_of(key, output)

@@ -70,9 +70,19 @@ def load_torchvision(name: str, task: Task, pretrained: bool, default_model: str
 
 
 def backbone_layer(model: nn.Module, task: Task) -> str | None:
-    """The last stage of a segmentation or detection model's ResNet backbone, where CAMs of these models
-    are usually taken (before the heads); None where there is no such stage."""
+    """The last stage of a segmentation or detection model's backbone (`backbone.body` inside an FPN),
+    where CAMs of these models are usually taken, before the heads: `layer4` of a ResNet, the last
+    feature block of a MobileNet or VGG. None for a classifier or a model without a `backbone`."""
     if task == "classification":
         return None
-    names = {name for name, _ in model.named_modules()}
-    return next((name for name in ("backbone.layer4", "backbone.body.layer4") if name in names), None)
+    for prefix in ("backbone.body", "backbone"):
+        try:
+            parent = model.get_submodule(prefix)
+        except AttributeError:
+            continue
+        stages = [
+            name for name, child in parent.named_children() if not isinstance(child, (nn.ModuleList, nn.ModuleDict))
+        ]
+        if stages:
+            return f"{prefix}.{stages[-1]}"
+    return None
