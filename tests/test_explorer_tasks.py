@@ -44,8 +44,8 @@ def shown(explorer: Explorer) -> np.ndarray:
     return np.asarray(explorer.overlay.data[-1].z)
 
 
-def expected(model, x, target) -> np.ndarray:
-    return quantized(low_res_map(xw.explain(model, x[None], LAYER, method="gradcam", target=target).raw))
+def expected(model, x, target, method: str = "gradcam") -> np.ndarray:
+    return quantized(low_res_map(xw.explain(model, x[None], LAYER, method=method, target=target).raw))
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +98,7 @@ def test_segmentation_click_picks_the_connected_region_under_the_cursor(seg):
 
 
 def test_detection_boxes_drawn_and_a_click_on_a_box_explains_that_detection(det):
-    explorer = Explorer(det, image(), background=False)
-    explorer.method.value = "gradcam"
+    explorer = Explorer(det, image(), background=False)  # XGrad-CAM, the default method
     explorer.wait()
     assert explorer.target.description == "detection"
     with torch.no_grad():
@@ -107,7 +106,7 @@ def test_detection_boxes_drawn_and_a_click_on_a_box_explains_that_detection(det)
     assert len(explorer.target.options) == len(found["scores"]) == 2
     rects = [shape for shape in explorer.overlay.layout.shapes if shape.type == "rect"]
     drawn = torch.tensor([[r.x0 + 0.5, r.y0 + 0.5, r.x1 + 0.5, r.y1 + 0.5] for r in rects])
-    assert torch.allclose(box_iou(drawn, found["boxes"]).max(1).values, torch.ones(2))
+    assert (box_iou(drawn, found["boxes"]).max(1).values > 0.99).all()  # drawn as listed, to 0.1 pixel
     assert sum(r.line.color == "#ff2020" for r in rects) == 1  # the selected detection
     first = explorer.target.value
     other = next(key for _, key in explorer.target.options if key != first)
@@ -116,7 +115,8 @@ def test_detection_boxes_drawn_and_a_click_on_a_box_explains_that_detection(det)
     explorer.wait()
     assert explorer.target.value == other
     target = DetectionTarget(found["boxes"][other[1]], int(found["labels"][other[1]]))
-    np.testing.assert_array_equal(shown(explorer), expected(det.model, image(), target))
+    np.testing.assert_array_equal(shown(explorer), expected(det.model, image(), target, "xgradcam"))
+    assert shown(explorer).max() == 255
     click(explorer, 0, 0)  # off every box: nothing changes
     assert explorer.target.value == other and explorer.status.value == ""
     explorer.close()

@@ -1,9 +1,11 @@
-"""`ShapesBoxes` (boxes around `shapes_seg`'s regions) against an independent SciPy reading of the segmentation
-net; `shapes_det`'s recall on held-out shapes and its output form against a torchvision detector's; the
+"""The shapes detector (`shapes.detector`): its decoding, training targets and AP by hand; `shapes_det`'s
+recall and box IoU on held-out shapes and its output form against a torchvision detector's; the
 Session's segmentation and detection views on two-shape images; and the CAM layer each bundle names."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections import OrderedDict
 
 import numpy as np
@@ -20,9 +22,9 @@ import xcam_widgets as xw
 from xcam_widgets import views
 from xcam_widgets.models.torchvision_models import backbone_layer
 from xcam_widgets.session import Session
-from xcam_widgets.shapes.boxes import MIN_PIXELS, ShapesBoxes
 from xcam_widgets.shapes.constants import CAM_LAYER
 from xcam_widgets.shapes.dataset import SHAPE_CLASSES, make_shapes
+from xcam_widgets.shapes.detector import CELL, GRID, ShapesDetNet, average_precision, training_targets, true_boxes
 from xcam_widgets.shapes.nets import preprocess
 from xcam_widgets.shapes.seg import BACKGROUND
 from xcam_widgets.task_views import target_of
@@ -56,51 +58,64 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
-def reference_detections(seg_logits: torch.Tensor) -> list[tuple[int, tuple[float, ...], float]]:
-    """(label, box, score) of each 4-connected predicted shape region of one image's `[7, H, W]` logits with at
-    least MIN_PIXELS pixels, found with scipy.ndimage.label: the mean softmax probability over the region."""
-    probabilities = torch.softmax(seg_logits.double(), dim=0).numpy()
-    labels = seg_logits.argmax(dim=0).numpy()
-    found = []
-    for shape in range(len(SHAPE_CLASSES)):
-        regions, count = ndimage.label(labels == shape)
-        for k in range(1, count + 1):
-            region = regions == k
-            if region.sum() >= MIN_PIXELS:
-                found.append((shape, tuple(box_of(region).tolist()), float(probabilities[shape][region].mean())))
-    return sorted(found)
-
-
 def test_iou_helper_by_hand():
     assert iou(np.array([0, 0, 2, 2.0]), np.array([1, 0, 3, 2.0])) == pytest.approx(2 / 6)
     assert iou(np.array([0, 0, 2, 2.0]), np.array([5, 5, 6, 6.0])) == 0.0
     assert box_of(np.array([[0, 0, 0], [0, 1, 1]], dtype=bool)).tolist() == [1, 1, 3, 2]
 
 
-def test_boxes_are_the_seg_nets_regions_found_by_scipy(seg):
-    """`ShapesBoxes` with `shapes_seg`'s weights, on shapes and on blocky colour noise, on which the net
-    predicts many fragments, some under MIN_PIXELS."""
-    boxes = ShapesBoxes().eval()
-    boxes.load_state_dict(seg.model.state_dict())
-    g = torch.Generator().manual_seed(1)
-    noise = nn.functional.interpolate(torch.rand(8, 3, 8, 8, generator=g), size=64, mode="nearest")
-    x = preprocess(torch.cat([make_shapes(8, seed=HELDOUT_SEED + 1, pair_fraction=0.5).images, noise]))
-    with torch.no_grad():
-        logits, outputs = seg.model(x), boxes(x)
-    small = 0
-    for image, output in enumerate(outputs):
-        expected = reference_detections(logits[image])
-        got = sorted(
-            (int(label), tuple(box.tolist()), float(score))
-            for box, score, label in zip(output["boxes"], output["scores"], output["labels"])
-        )
-        assert [(label, box) for label, box, _ in got] == [(label, box) for label, box, _ in expected], image
-        assert [score for *_, score in got] == pytest.approx([score for *_, score in expected], rel=1e-5)
-        predicted = logits[image].argmax(0).numpy()
-        for shape in range(len(SHAPE_CLASSES)):
-            regions, count = ndimage.label(predicted == shape)
-            small += sum(0 < (regions == k).sum() < MIN_PIXELS for k in range(1, count + 1))
-    assert small >= 5  # the noise images did test the size cut
+def test_decoding_by_hand(monkeypatch):
+    """Peaks of the centre heatmap (3x3 local maxima at or above MIN_SCORE) become boxes centre ± size / 2,
+    in pixels of 4-pixel cells, best first; a neighbour of a peak and a peak under MIN_SCORE do not."""
+    net = ShapesDetNet().eval()
+    logits = torch.full((1, 6, GRID, GRID), -10.0)
+    terms = torch.zeros(1, 4, GRID, GRID)
+    logits[0, 2, 3, 5] = 2.0  # class 2 centred in cell (row 3, column 5): sigmoid 0.881
+    logits[0, 2, 3, 6] = 1.0  # its neighbour: not a local maximum
+    terms[0, :, 3, 5] = torch.tensor([0.25, -0.5, 4.0, 2.0])  # dx, dy, w, h in cells
+    logits[0, 4, 10, 1] = 0.0  # class 4, sigmoid 0.5, a box at the image's edge: clipped
+    terms[0, :, 10, 1] = torch.tensor([0.0, 0.0, 6.0, 1.0])
+    logits[0, 0, 12, 12] = -1.0  # sigmoid 0.269 < MIN_SCORE = 0.3: dropped
+    monkeypatch.setattr(net, "heads", lambda x: (logits, terms))
+    (found,) = net(torch.zeros(1, 3, 64, 64))
+    assert found["labels"].tolist() == [2, 4]
+    assert found["scores"].tolist() == pytest.approx([1 / (1 + np.exp(-2.0)), 0.5])
+    cx, cy = (5 + 0.5 + 0.25) * CELL, (3 + 0.5 - 0.5) * CELL  # 23, 12
+    assert found["boxes"][0].tolist() == pytest.approx([cx - 8, cy - 4, cx + 8, cy + 4])
+    assert found["boxes"][1].tolist() == pytest.approx([0.0, 40.0, 18.0, 44.0])  # x: 6 - 12 = -6 -> 0
+
+
+def test_training_targets_by_hand():
+    data = make_shapes(1, seed=HELDOUT_SEED + 3)
+    heat, terms, centres = training_targets(data)
+    shape = int(data.labels[0, 0])
+    x1, y1, x2, y2 = box_of(data.masks[0, shape].numpy()) / CELL
+    col, row = int((x1 + x2) / 2), int((y1 + y2) / 2)
+    assert centres[0].nonzero().tolist() == [[row, col]]
+    assert heat[0, shape, row, col] == 1.0 and heat[0, shape].max() == 1.0
+    assert heat[0, [c for c in range(6) if c != shape]].abs().sum() == 0
+    expected = [(x1 + x2) / 2 - col - 0.5, (y1 + y2) / 2 - row - 0.5, x2 - x1, y2 - y1]
+    assert terms[0, :, row, col].tolist() == pytest.approx(expected)
+
+
+def test_average_precision_by_hand():
+    """Two images, class 0: truths A (image 0) and B (image 1). Ranked detections: hit A (0.9), a miss
+    (0.8, IoU 0.25 with B), a duplicate of A (0.7, a miss: A is taken), hit B (0.6). Precision at the hits:
+    1 and 2/4, recall 1/2 and 1: AP = 1/2 · 1 + 1/2 · 1/2 = 0.75 for class 0, 0 for the 5 others."""
+    data = make_shapes(2, seed=HELDOUT_SEED + 4)
+    truths, labels = true_boxes(data)
+    labels = torch.tensor([[0, -1], [0, -1]])
+    data = dataclasses.replace(data, labels=labels, masks=torch.zeros_like(data.masks))
+    data.masks[0, 0, 10:20, 10:20] = True  # A = (10, 10, 20, 20)
+    data.masks[1, 0, 30:40, 30:40] = True  # B = (30, 30, 40, 40)
+    a, b, half_b = [10, 10, 20, 20.0], [30, 30, 40, 40.0], [30, 30, 35, 35.0]
+    detections = [
+        {"boxes": torch.tensor([a, a]), "scores": torch.tensor([0.9, 0.7]), "labels": torch.tensor([0, 0])},
+        {"boxes": torch.tensor([half_b, b]), "scores": torch.tensor([0.8, 0.6]), "labels": torch.tensor([0, 0])},
+    ]
+    mean_ap, recall = average_precision(detections, data)
+    assert mean_ap == pytest.approx(0.75 / 6) and recall == 1.0
+    assert average_precision(detections[:1] + [detections[1] | {"labels": torch.tensor([1, 1])}], data)[1] == 0.5
 
 
 def test_recall_and_box_iou_on_held_out_shapes(det):
@@ -243,12 +258,14 @@ def test_detection_session_picks_the_box_under_a_click(det, seed):
         assert choice.name == SHAPE_CLASSES[shape]
         assert iou(np.array(choice.box), box_of(masks[shape])) > 0.8
         assert session.target_name(key) == choice.label and session.target_mask(key) is None
-        # boxes are in pixel edges (x2, y2 exclusive): display pixels x1 .. x2 - 1 are inside, x1 - 1 and x2 not
-        x1, _, x2, _ = (int(v) for v in choice.box)
-        assert session.key_at(x1, row) == session.key_at(x2 - 1, row) == key
-        assert key not in (session.key_at(x1 - 1, row), session.key_at(x2, row))
-        ours = session.low_res_map(CAM_LAYER, "gradcam", key)
-        reference = xw.explain(det.model, x[None], CAM_LAYER, "gradcam", target=target_of(key, output))
+        # boxes are in pixel edges: display pixel p (centre p + 0.5) is inside when x1 <= p + 0.5 <= x2
+        first, last = math.ceil(choice.box[0] - 0.5), math.floor(choice.box[2] - 0.5)
+        assert session.key_at(first, row) == session.key_at(last, row) == key
+        assert key not in (session.key_at(first - 1, row), session.key_at(last + 1, row))
+        # XGrad-CAM, the Explorer's default: on seed 0's image Grad-CAM's map of both detections is zero
+        # after the ReLU (one cell's score; its layer-averaged gradient weights are mostly negative)
+        ours = session.low_res_map(CAM_LAYER, "xgradcam", key)
+        reference = xw.explain(det.model, x[None], CAM_LAYER, "xgradcam", target=target_of(key, output))
         assert np.array_equal(ours, views.low_res_map(reference.raw))
         maps.append(ours)
     assert not np.array_equal(*maps)

@@ -126,12 +126,12 @@ def _shapes_seg(pretrained: bool) -> ModelBundle:
 
 
 def _shapes_det(pretrained: bool) -> ModelBundle:
-    """Boxes around `shapes_seg`'s predicted regions, labelled with the 6 shape classes (see `shapes.boxes`)."""
-    from xcam_widgets.shapes import boxes, nets
+    """The shapes detector: torchvision-style detections of the 6 shape classes (see `shapes.detector`)."""
+    from xcam_widgets.shapes import detector, nets
 
-    model = boxes.ShapesBoxes()
+    model = detector.ShapesDetNet()
     if pretrained:
-        model.load_state_dict(_shapes_seg(True).model.state_dict())
+        model.load_state_dict(torch.load(nets.weights_path(DET_MODEL), map_location="cpu", weights_only=True))
     return ModelBundle(
         DET_MODEL, model, nets.preprocess, list(nets.SHAPE_CLASSES), nets.IMAGE_SIZE, "detection", CAM_LAYER
     )

@@ -12,6 +12,6 @@ CLEAN_MODELS: tuple[str, ...] = ("shapes_gap", "shapes_vgg")  # trained on the p
 SHORTCUT_MODEL = "shapes_shortcut"  # trained with a class-specific corner mark: it looks at the mark
 SHAPES_MODELS: tuple[str, ...] = (*CLEAN_MODELS, SHORTCUT_MODEL)  # every shipped classifier
 SEG_MODEL = "shapes_seg"  # the segmentation net: [B, 7, 64, 64] logits, the 6 shapes then the background
-DET_MODEL = "shapes_det"  # boxes around shapes_seg's predicted regions (not trained on boxes; see shapes/boxes.py)
+DET_MODEL = "shapes_det"  # a small CenterNet-style detector trained on the shapes' boxes (shapes/detector.py)
 
 __all__ = ["CAM_LAYER", "CLEAN_MODELS", "DET_MODEL", "HELDOUT_SEED", "SEG_MODEL", "SHAPES_MODELS", "SHORTCUT_MODEL"]

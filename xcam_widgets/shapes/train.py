@@ -14,6 +14,9 @@ on the same held-out shapes with their mark, without any, and with the mark of a
 
 `shapes_seg` (`seg.ShapesSegNet`) trains on the same images with per-pixel cross-entropy against
 `seg.pixel_labels` (the 6 shapes, then the background), and is judged by its mIoU on held-out images.
+
+`shapes_det` (`detector.ShapesDetNet`) trains on the same images against the boxes around the shapes'
+masks with CenterNet's loss (`detector.detection_loss`), and is judged by its AP at IoU 0.5.
 """
 
 from __future__ import annotations
@@ -28,13 +31,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .constants import HELDOUT_SEED, SEG_MODEL
+from .constants import DET_MODEL, HELDOUT_SEED, SEG_MODEL
 from .dataset import ShapesBatch, make_shapes, make_shortcut_shapes
+from .detector import ShapesDetNet, average_precision, detection_loss, training_targets
 from .nets import DATA_DIR, SHAPES_MODELS, SHORTCUT_MODEL, build, preprocess
 from .seg import ShapesSegNet, confusion, mean_iou, pixel_labels
 
-EPOCHS = {"shapes_gap": 12, "shapes_vgg": 24, SHORTCUT_MODEL: 2, SEG_MODEL: 8}  # VGG learns position by position
-TRAINABLE: tuple[str, ...] = (*SHAPES_MODELS, SEG_MODEL)
+# VGG learns position by position
+EPOCHS = {"shapes_gap": 12, "shapes_vgg": 24, SHORTCUT_MODEL: 2, SEG_MODEL: 8, DET_MODEL: 4}
+TRAINABLE: tuple[str, ...] = (*SHAPES_MODELS, SEG_MODEL, DET_MODEL)
 
 
 @dataclass(frozen=True)
@@ -68,16 +73,16 @@ def training_images(cfg: TrainConfig, epoch: int) -> ShapesBatch:
 def train(name: str, cfg: TrainConfig) -> nn.Module:
     """A net trained with AdamW and a one-cycle learning rate; returned in eval mode."""
     torch.manual_seed(cfg.seed)
-    model = (ShapesSegNet() if name == SEG_MODEL else build(name)).train()
+    model = {SEG_MODEL: ShapesSegNet, DET_MODEL: ShapesDetNet}.get(name, lambda: build(name))().train()
     steps_per_epoch = -(-cfg.images_per_epoch // cfg.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
     for epoch in range(cfg.epochs):
         data = training_images(cfg, epoch)
-        x, y = preprocess(data.images), _training_targets(name, data)
+        x, targets = preprocess(data.images), _training_targets(name, data)
         total = 0.0
         for idx in torch.randperm(len(data)).split(cfg.batch_size):
-            loss = _loss(name, model(x[idx]), y[idx])
+            loss = _loss(name, model, x[idx], [target[idx] for target in targets])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -87,16 +92,22 @@ def train(name: str, cfg: TrainConfig) -> nn.Module:
     return model.eval()
 
 
-def _training_targets(name: str, data: ShapesBatch) -> Tensor:
-    """The multi-hot present classes for a classifier, the `[N, 64, 64]` pixel classes for `shapes_seg`."""
-    return pixel_labels(data) if name == SEG_MODEL else data.present
+def _training_targets(name: str, data: ShapesBatch) -> tuple[Tensor, ...]:
+    """The multi-hot present classes for a classifier, the `[N, 64, 64]` pixel classes for `shapes_seg`,
+    the centre heatmaps, box terms and centre cells for `shapes_det`."""
+    if name == DET_MODEL:
+        return training_targets(data)
+    return (pixel_labels(data),) if name == SEG_MODEL else (data.present,)
 
 
-def _loss(name: str, output: Tensor, target: Tensor) -> Tensor:
-    """Per-pixel cross-entropy for `shapes_seg`; binary cross-entropy per logit for a classifier."""
+def _loss(name: str, model: nn.Module, x: Tensor, targets: list[Tensor]) -> Tensor:
+    """CenterNet's loss for `shapes_det`, per-pixel cross-entropy for `shapes_seg`, binary cross-entropy
+    per logit for a classifier."""
+    if isinstance(model, ShapesDetNet):
+        return detection_loss(*model.heads(x), *targets)
     if name == SEG_MODEL:
-        return F.cross_entropy(output, target)
-    return F.binary_cross_entropy_with_logits(output, target)
+        return F.cross_entropy(model(x), targets[0])
+    return F.binary_cross_entropy_with_logits(model(x), targets[0])
 
 
 def accuracy(model: nn.Module, n: int, seed: int, pair_fraction: float = 0.0) -> float:
@@ -148,6 +159,8 @@ def main(argv: list[str] | None = None) -> None:
 def _heldout_scores(name: str, model: nn.Module, cfg: TrainConfig) -> dict[str, float]:
     if name == SEG_MODEL:
         return segmentation_scores(model)
+    if name == DET_MODEL:
+        return detection_scores(model)
     return shortcut_accuracies(model) if cfg.watermarked else clean_accuracies(model)
 
 
@@ -157,6 +170,18 @@ def segmentation_scores(model: nn.Module, n: int = 1000) -> dict[str, float]:
         "heldout_miou": mean_iou(confusion(model, make_shapes(n, HELDOUT_SEED, pair_fraction=0.4))),
         "heldout_pair_miou": mean_iou(confusion(model, make_shapes(n, HELDOUT_SEED + 1, pair_fraction=1.0))),
     }
+
+
+@torch.no_grad()
+def detection_scores(model: nn.Module, n: int = 1000) -> dict[str, float]:
+    """Mean AP and recall at IoU 0.5 and 0.75 on `n` held-out images (40% pairs) and on `n` pairs."""
+    scores = {}
+    for key, pairs in (("heldout", 0.4), ("heldout_pair", 1.0)):
+        data = make_shapes(n, HELDOUT_SEED + int(pairs == 1.0), pairs)
+        found = model(preprocess(data.images))
+        for iou in (50, 75):
+            scores[f"{key}_map{iou}"], scores[f"{key}_recall{iou}"] = average_precision(found, data, iou / 100)
+    return scores
 
 
 def clean_accuracies(model: nn.Module, n: int = 2000) -> dict[str, float]:
