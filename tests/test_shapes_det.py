@@ -24,7 +24,15 @@ from xcam_widgets.models.torchvision_models import backbone_layer
 from xcam_widgets.session import Session
 from xcam_widgets.shapes.constants import CAM_LAYER
 from xcam_widgets.shapes.dataset import SHAPE_CLASSES, make_shapes
-from xcam_widgets.shapes.detector import CELL, GRID, ShapesDetNet, average_precision, training_targets, true_boxes
+from xcam_widgets.shapes.detector import (
+    CELL,
+    GRID,
+    ShapesDetNet,
+    average_precision,
+    detection_loss,
+    training_targets,
+    true_boxes,
+)
 from xcam_widgets.shapes.nets import preprocess
 from xcam_widgets.shapes.seg import BACKGROUND
 from xcam_widgets.task_views import target_of
@@ -299,3 +307,37 @@ def test_backbone_layer_on_stand_ins(seg):
     assert backbone_layer(torchvision.models.resnet18(), "segmentation") is None  # no `backbone`
     assert xw.load_model("shapes_gap", device="cpu").cam_layer is None
     assert seg.cam_layer == CAM_LAYER
+
+
+def test_detection_loss_by_hand():
+    """Logits 0 (p = 1/2) everywhere, one centre (heat 1) and one cell at heat 1/2, one image:
+    focal = (1 - p)² log p at the centre + Σ_others (1 - h)⁴ p² log(1 - p); box = 0.1 · L1 at the centre."""
+    logits = torch.zeros(1, 6, GRID, GRID)
+    heat = torch.zeros(1, 6, GRID, GRID)
+    heat[0, 1, 2, 3], heat[0, 1, 2, 4] = 1.0, 0.5
+    centres = torch.zeros(1, GRID, GRID, dtype=torch.bool)
+    centres[0, 2, 3] = True
+    terms, true_terms = torch.zeros(1, 4, GRID, GRID), torch.zeros(1, 4, GRID, GRID)
+    true_terms[0, :, 2, 3] = torch.tensor([0.25, -0.25, 3.0, 4.0])
+    log_half = np.log(0.5)
+    others = 6 * GRID * GRID - 2
+    focal = 0.25 * log_half + others * 0.25 * log_half + (0.5**4) * 0.25 * log_half
+    expected = -focal + 0.1 * (0.25 + 0.25 + 3 + 4)
+    assert float(detection_loss(logits, terms, heat, true_terms, centres)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_training_fits_a_fixed_batch():
+    """The training loss falls on a fixed batch of 16 images (what `train.py --only shapes_det` optimises)."""
+    torch.manual_seed(0)
+    net = ShapesDetNet().train()
+    data = make_shapes(16, seed=HELDOUT_SEED + 5, pair_fraction=0.5)
+    x, targets = preprocess(data.images), training_targets(data)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        loss = detection_loss(*net.heads(x), *targets)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.3 * losses[0]
