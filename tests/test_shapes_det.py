@@ -305,7 +305,7 @@ def test_backbone_layer_on_stand_ins(seg):
     assert backbone_layer(stand_in(with_fpn=True), "detection") == "backbone.body.layer4"
     assert backbone_layer(stand_in(with_fpn=False), "classification") is None
     assert backbone_layer(torchvision.models.resnet18(), "segmentation") is None  # no `backbone`
-    assert xw.load_model("shapes_gap", device="cpu").cam_layer is None
+    assert xw.load_model("shapes_vgg", device="cpu").cam_layer == CAM_LAYER  # not its 4x4 `pool`
     assert seg.cam_layer == CAM_LAYER
 
 

@@ -15,7 +15,6 @@ from ..methods import check_options, get_method
 from ..model_state import evaluation_mode
 from ..models import ModelBundle, load_model
 from ..shapes import nets
-from ..shapes.constants import CAM_LAYER, SEG_MODEL
 from .sources import Source, categories_of, is_shapes
 from .table import DEFAULT_METRICS, LOCALISATION, METRICS
 
@@ -149,11 +148,12 @@ def chosen_metrics(metrics: Sequence[str] | None, has_masks: bool, target: Any =
 
 
 def layer_names(bundle: ModelBundle, layers: Any, source: Source) -> list[str]:
-    """Resolved layer names; None gives the shapes nets' CAM_LAYER, or else `xw.default_layer`."""
+    """Resolved layer names; None gives the layer the bundle names (`cam_layer`: the shapes nets'
+    `features.block4`), or else `xw.default_layer`."""
     model = bundle.model
     if layers is None:
-        if bundle.name in (*nets.SHAPES_MODELS, SEG_MODEL):
-            return [CAM_LAYER]  # the same tensor as `default_layer`'s "features", by its block name
+        if bundle.cam_layer is not None:
+            return [bundle.cam_layer]
         return [default_layer(candidate_layers(model, source.input_shape()), model)]  # type: ignore[arg-type]
     if isinstance(layers, str):
         layers = [part.strip() for part in layers.split(",") if part.strip()]

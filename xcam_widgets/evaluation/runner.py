@@ -65,7 +65,8 @@ def evaluate(
     - `model_or_name`: a `load_model` name, a `ModelBundle`, or a module (then give
       `preprocess`, except on the shapes benchmark, whose nets' preprocess is the default).
     - `images`: see `open_images`: a folder, files, "shapes:N", "shapes_shortcut:N", a ShapesBatch or a Dataset.
-    - `layers`: names or modules; None picks the shapes nets' `CAM_LAYER`, else `xw.default_layer`.
+    - `layers`: names or modules; None picks the bundle's `cam_layer` (the shapes nets' `features.block4`), else
+      `xw.default_layer`.
     - `target`: None (the true label where known, else top-1), "label", "top1", a class index, or
       "segmentation" (a segmentation model: the label's logits over the pixels predicted as it; pointing
       and energy only).

@@ -111,8 +111,9 @@ def _shapes(name: str, pretrained: bool) -> ModelBundle:
 
     if pretrained:
         model, preprocess, categories = nets.load_shapes_model(name)
-        return ModelBundle(name, model, preprocess, list(categories), nets.IMAGE_SIZE)
-    return ModelBundle(name, nets.build(name), nets.preprocess, list(nets.SHAPE_CLASSES), nets.IMAGE_SIZE)
+        return ModelBundle(name, model, preprocess, list(categories), nets.IMAGE_SIZE, cam_layer=CAM_LAYER)
+    categories = list(nets.SHAPE_CLASSES)
+    return ModelBundle(name, nets.build(name), nets.preprocess, categories, nets.IMAGE_SIZE, cam_layer=CAM_LAYER)
 
 
 def _shapes_seg(pretrained: bool) -> ModelBundle:
