@@ -11,6 +11,7 @@ import ipywidgets as W
 from ..discovery import LayerInfo
 from ..images import MAX_BYTES
 from ..session import Session
+from ..task_views import TargetKey
 from .options import NONE_WORDS, OptionControl
 
 # The exact Score-CAM family runs channels × samples masked forward passes. Over this budget the Explorer
@@ -28,12 +29,12 @@ class ViewState:
     session's image generation the state was made for."""
 
     layer: str
-    target: int
+    target: TargetKey  # a class index, or a segment, region or detection (see `task_views`)
     method: str
     options: tuple[tuple[str, Any], ...]
     image: int
     tab: int = 0
-    compare_target: int = 0
+    compare_target: TargetKey = 0
 
 
 def layer_label(info: LayerInfo) -> str:
