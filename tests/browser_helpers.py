@@ -10,6 +10,8 @@ import contextlib
 import io
 import json
 import os
+import re
+import secrets
 import shutil
 import signal
 import socket
@@ -21,6 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
+import nbformat
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -329,3 +332,86 @@ def chromium_context(chromium: str, profile: Path) -> Iterator[Any]:
             yield context
         finally:
             context.close()
+
+
+# --- a JupyterLab page that runs a test's own notebook ----------------------------------------------
+@contextlib.contextmanager
+def notebook_lab(cells: list[str], notebook: str, home: Path, log: Path) -> Iterator[tuple[str, str, Server]]:
+    """(base URL, token, server) of JupyterLab on a free loopback port with a random token and a private
+    Jupyter setup under `home`, serving a folder that holds only `notebook`, made of `cells`."""
+    root = home / "root"
+    root.mkdir(parents=True)
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(source) for source in cells],
+        metadata={"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}},
+    )
+    nbformat.write(nb, root / notebook)
+    lab_settings(home / "settings")
+    port, token = free_port(), secrets.token_hex(16)
+    server = Server(lab_command(port, token, root, home), log, cwd=root, env=server_env(home))
+    try:
+        server.wait_until_up(f"http://127.0.0.1:{port}/api/status?token={token}")
+        yield f"http://127.0.0.1:{port}", token, server
+    finally:
+        server.stop()
+
+
+def screenshot(page: Any, folder: Path, name: str) -> bytes:
+    """A screenshot of the window, saved as `folder/<name>.png` (the name made file-safe)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")
+    return page.screenshot(path=str(folder / f"{name}.png"), full_page=False)
+
+
+def wait_for(
+    page: Any, predicate: Any, what: str, timeout: float, server: Server | None, folder: Path, poll: float = 0.5
+) -> Any:
+    """Poll `predicate()` until it returns something truthy; on timeout save a screenshot in `folder` and
+    fail with the server's log."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            screenshot(page, folder, "timeout-" + what)
+            log = server.log_tail() if server else ""
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}.\nServer log:\n{log}")
+        page.wait_for_timeout(int(poll * 1000))
+
+
+def kernel_idle(page: Any) -> bool:
+    """The notebook's kernel is connected and idle (accepting the kernel dialog if one shows)."""
+    dialog = page.locator(".jp-Dialog button.jp-mod-accept")
+    if dialog.count():
+        dialog.first.click()
+    text = page.locator("#jp-main-statusbar").inner_text()
+    return "Idle" in text and "No Kernel" not in text
+
+
+def expected_line(page: Any) -> dict | None:
+    """The JSON that a cell printed as one `EXPECTED {...}` line (what the kernel computed on its own)."""
+    for text in page.locator(".jp-CodeCell .jp-OutputArea-output").all_inner_texts():
+        match = re.search(r"^EXPECTED (\{.*\})$", text.strip(), re.M)
+        if match:
+            return json.loads(match.group(1))
+    return None
+
+
+def assert_no_error_outputs(page: Any) -> None:
+    errors = [e for e in page.evaluate(JS_ERROR_OUTPUTS) if "Traceback" in e or "Error" in e]
+    assert not errors, "error output in the page:\n" + "\n---\n".join(errors)
+
+
+def run_notebook_in_page(context: Any, url: str, server: Server, folder: Path) -> tuple[Any, list[str]]:
+    """(a new page, the page errors it records): the notebook at `url` opened, its kernel waited for, and
+    every cell run through the menu bar (Run > Run All Cells), as a user does."""
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+    page.goto(url, wait_until="domcontentloaded", timeout=120_000)
+    page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=120_000)
+    wait_for(page, lambda: kernel_idle(page), "the kernel to start", 120, server, folder)
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Run All Cells$")).click()
+    return page, errors

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
+from browser_helpers import chromium_context, ensure_chromium, notebook_lab
 from torch import nn
 
 import xcam_widgets
@@ -92,3 +95,33 @@ def random_shapes_vgg():
     """The shapes VGG net with seeded random weights: the runner's tests need a model, not a trained one."""
     torch.manual_seed(0)
     return xcam_widgets.load_model("shapes_vgg", pretrained=False, device="cpu")
+
+
+# --- browser tests (test_browser*.py) ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """Chromium's path; installed when missing and we are root, else the test skips (`ensure_chromium`)."""
+    path, why = ensure_chromium()
+    if path is None:
+        pytest.skip(why)
+    return path
+
+
+@pytest.fixture(scope="module")
+def notebook_browser(chromium, request, tmp_path_factory):
+    """A Chromium context for a module that runs its own notebook; that module's `HERE` folder (its
+    screenshots and server log) is emptied first."""
+    folder = request.module.HERE
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    with chromium_context(chromium, tmp_path_factory.mktemp("chromium-profile")) as context:
+        yield context
+
+
+@pytest.fixture(scope="module")
+def notebook_server(request, tmp_path_factory):
+    """(base URL, token, server): JupyterLab serving only the module's notebook `NOTEBOOK`, made of its `CELLS`."""
+    module = request.module
+    home = tmp_path_factory.mktemp("lab")
+    with notebook_lab(module.CELLS, module.NOTEBOOK, home, module.HERE / "jupyterlab.log") as served:
+        yield served

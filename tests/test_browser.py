@@ -13,7 +13,6 @@ import os
 import re
 import secrets
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -29,12 +28,14 @@ from browser_helpers import (
     REPO,
     Server,
     chromium_context,
-    ensure_chromium,
     free_port,
+    kernel_idle,
     lab_command,
     lab_settings,
     save_docs_screenshot,
+    screenshot,
     server_env,
+    wait_for,
 )
 
 NOTEBOOK = "01_quickstart.ipynb"
@@ -52,14 +53,6 @@ def artifacts() -> Path:
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
     ARTIFACTS.mkdir(parents=True)
     return ARTIFACTS
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    path, why = ensure_chromium()
-    if path is None:
-        pytest.skip(why)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -111,24 +104,11 @@ def voila(artifacts, tmp_path_factory):
 
 # --- helpers ------------------------------------------------------------------------------------
 def _shot(page, name: str) -> bytes:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")
-    return page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)
+    return screenshot(page, ARTIFACTS, name)
 
 
 def _wait(page, predicate, what: str, timeout: float, server: Server | None = None, poll: float = 0.5):
-    """Poll `predicate()` until it returns something truthy; on timeout save a screenshot and fail
-    with the server's log."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            _shot(page, "timeout-" + what.replace(" ", "-"))
-            log = server.log_tail() if server else ""
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}.\nServer log:\n{log}")
-        page.wait_for_timeout(int(poll * 1000))
+    return wait_for(page, predicate, what, timeout, server, ARTIFACTS, poll)
 
 
 def _heatmap(page) -> dict | None:
@@ -174,15 +154,6 @@ def _no_errors(page) -> None:
     assert not bad, "error output in the page:\n" + "\n---\n".join(bad)
     status = page.evaluate(JS_STATUS)
     assert status == "", f"the Explorer's status shows an error: {status!r}"
-
-
-def _kernel_idle(page) -> bool:
-    """The notebook's kernel is connected and idle (accepting the kernel dialog if one shows)."""
-    dialog = page.locator(".jp-Dialog button.jp-mod-accept")
-    if dialog.count():
-        dialog.first.click()
-    text = page.locator("#jp-main-statusbar").inner_text()
-    return "Idle" in text and "No Kernel" not in text
 
 
 def _text(value: str | None) -> str:
@@ -232,7 +203,7 @@ def test_quickstart_runs_in_jupyterlab_and_the_explorer_responds(browser, lab):
     page, console = _open(browser, f"{base}/lab/tree/{NOTEBOOK}?token={token}")
     try:
         page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=120_000)
-        _wait(page, lambda: _kernel_idle(page), "the kernel to start", 120, server)
+        _wait(page, lambda: kernel_idle(page), "the kernel to start", 120, server)
 
         # Run > Run All Cells, through the menu bar
         page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
@@ -267,7 +238,7 @@ def _reload_shows_the_current_map(page, server: Server, current: dict) -> None:
     _wait(page, lambda: page.locator(".jp-mod-dirty").count() == 0, "the notebook to be saved", 60, server)
     page.reload(wait_until="domcontentloaded", timeout=120_000)
     page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=120_000)
-    _wait(page, lambda: _kernel_idle(page), "the kernel to reconnect", 120, server)
+    _wait(page, lambda: kernel_idle(page), "the kernel to reconnect", 120, server)
     reloaded = _wait(page, lambda: _drawn_heatmap(page), "the heatmap after the reload", EXPLORER_TIMEOUT, server)
     _shot(page, "jupyterlab-reloaded")
     assert reloaded["title"] == current["title"], "the reloaded page shows another state's title"

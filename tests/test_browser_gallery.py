@@ -11,28 +11,20 @@ XCAM_UPDATE_SCREENSHOTS=1.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import secrets
-import shutil
-import time
 
-import nbformat
-import pytest
 from browser_helpers import (
     ARTIFACTS,
     DOCS,
-    JS_ERROR_OUTPUTS,
     JS_HEATMAP,
     Server,
-    chromium_context,
-    ensure_chromium,
-    free_port,
-    lab_command,
-    lab_settings,
+    assert_no_error_outputs,
+    expected_line,
+    run_notebook_in_page,
     save_docs_screenshot,
-    server_env,
+    screenshot,
+    wait_for,
 )
 
 HERE = ARTIFACTS / "gallery"
@@ -124,99 +116,19 @@ async () => {
 """
 
 
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    path, why = ensure_chromium()
-    if path is None:
-        pytest.skip(why)
-    return path
-
-
-@pytest.fixture(scope="module")
-def browser(chromium, tmp_path_factory):
-    shutil.rmtree(HERE, ignore_errors=True)
-    HERE.mkdir(parents=True)
-    with chromium_context(chromium, tmp_path_factory.mktemp("chromium-profile")) as context:
-        yield context
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    """JupyterLab on a free loopback port with a random token and a private Jupyter setup, serving a
-    folder that holds only the test's notebook."""
-    home = tmp_path_factory.mktemp("lab")
-    root = home / "root"
-    root.mkdir()
-    nb = nbformat.v4.new_notebook(
-        cells=[nbformat.v4.new_code_cell(source) for source in CELLS],
-        metadata={"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}},
-    )
-    nbformat.write(nb, root / NOTEBOOK)
-    lab_settings(home / "settings")
-    port, token = free_port(), secrets.token_hex(16)
-    command = lab_command(port, token, root, home)
-    server = Server(command, HERE / "jupyterlab.log", cwd=root, env=server_env(home))
-    try:
-        server.wait_until_up(f"http://127.0.0.1:{port}/api/status?token={token}")
-        yield f"http://127.0.0.1:{port}", token, server
-    finally:
-        server.stop()
-
-
 def _shot(page, name: str) -> bytes:
-    HERE.mkdir(parents=True, exist_ok=True)
-    return page.screenshot(path=str(HERE / f"{name}.png"), full_page=False)
+    return screenshot(page, HERE, name)
 
 
 def _wait(page, predicate, what: str, timeout: float, server: Server, poll: float = 0.5):
-    """Poll `predicate()` until it returns something truthy; on timeout save a screenshot and fail
-    with the server's log."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            _shot(page, "timeout-" + re.sub(r"[^A-Za-z0-9]+", "-", what))
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}.\nServer log:\n{server.log_tail()}")
-        page.wait_for_timeout(int(poll * 1000))
+    return wait_for(page, predicate, what, timeout, server, HERE, poll)
 
 
-def _kernel_idle(page) -> bool:
-    dialog = page.locator(".jp-Dialog button.jp-mod-accept")
-    if dialog.count():
-        dialog.first.click()
-    text = page.locator("#jp-main-statusbar").inner_text()
-    return "Idle" in text and "No Kernel" not in text
-
-
-def _expected(page) -> dict | None:
-    """The kernel's JSON line from the second cell's output, once it is there."""
-    for text in page.locator(".jp-CodeCell .jp-OutputArea-output").all_inner_texts():
-        match = re.search(r"^EXPECTED (\{.*\})$", text.strip(), re.M)
-        if match:
-            return json.loads(match.group(1))
-    return None
-
-
-def _no_errors(page) -> None:
-    errors = [e for e in page.evaluate(JS_ERROR_OUTPUTS) if "Traceback" in e or "Error" in e]
-    assert not errors, "error output in the page:\n" + "\n---\n".join(errors)
-
-
-def test_sorting_and_exploring_the_gallery_in_jupyterlab(browser, lab):
-    base, token, server = lab
-    page = browser.new_page()
-    console: list[str] = []
-    page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+def test_sorting_and_exploring_the_gallery_in_jupyterlab(notebook_browser, notebook_server):
+    base, token, server = notebook_server
+    page, console = run_notebook_in_page(notebook_browser, f"{base}/lab/tree/{NOTEBOOK}?token={token}", server, HERE)
     try:
-        page.goto(f"{base}/lab/tree/{NOTEBOOK}?token={token}", wait_until="domcontentloaded", timeout=120_000)
-        page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=120_000)
-        _wait(page, lambda: _kernel_idle(page), "the kernel to start", 120, server)
-        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
-        page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Run All Cells$")).click()
-
-        expected = _wait(page, lambda: _expected(page), "the kernel's expected first row", RUN_TIMEOUT, server)
+        expected = _wait(page, lambda: expected_line(page), "the kernel's expected first row", RUN_TIMEOUT, server)
         assert expected["rows"] == N_IMAGES
         assert expected["row"] != expected["initial_row"], "the sort must move another row to the front"
         _wait(page, lambda: page.evaluate(JS_FIND_GALLERY), "the Gallery", CHANGE_TIMEOUT, server)
@@ -229,7 +141,7 @@ def test_sorting_and_exploring_the_gallery_in_jupyterlab(browser, lab):
         )
         before = _wait(page, lambda: page.evaluate(JS_FIRST_TILE), "the first thumbnail", CHANGE_TIMEOUT, server)
         assert before["button"] == f"explore #{expected['initial_row']}"
-        _no_errors(page)
+        assert_no_error_outputs(page)
 
         # Sort by energy through the page's own menu: the row pandas puts first comes to the front.
         sort_by = (
@@ -265,7 +177,7 @@ def test_sorting_and_exploring_the_gallery_in_jupyterlab(browser, lab):
         assert shown["title"] == title
         assert shown["photo_sha1"] == expected["photo_sha1"], "the Explorer shows another image"
         assert expected["layer"] in heat["title"] and heat["image"], heat
-        _no_errors(page)
+        assert_no_error_outputs(page)
         assert not console, console
 
         # The screenshot: the file browser folded away (clicking its open tab), the Gallery's cell on top.

@@ -222,9 +222,9 @@ class Explorer(W.VBox):
                 return
             self.shown_state, self.shown_map = None, BLANK
             with self.overlay.batch_update():
-                source = figures.png_source(self.session.display)
+                photo = figures.photo_pixels(self.session.display, self.session.task != "classification")
                 for trace in self.overlay.data[:-1]:
-                    trace.source = source
+                    trace.update(photo)
                 self.overlay.data[-1].update(
                     z=figures.quantized(BLANK), **figures.placement((1, 1), self.session.display.shape[:2])
                 )

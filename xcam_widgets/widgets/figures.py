@@ -26,6 +26,14 @@ def png_source(pixels: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def photo_pixels(pixels: np.ndarray, clickable: bool) -> dict[str, object]:
+    """How an image trace gets the photo: a PNG `source` (small), or for a figure that takes clicks the
+    pixels `z` themselves (3-4x the bytes, once per image). With a `source` the widget attaches its click
+    handlers only once the browser has loaded the PNG, and a figure update arriving before that leaves
+    them unattached for good (plotly.js 4.1 in plotly 7's FigureWidget), so clicks would be lost."""
+    return dict(z=pixels, source=None) if clickable else dict(source=png_source(pixels), z=None)
+
+
 def quantized(map_low: np.ndarray) -> np.ndarray:
     """A [0, 1] map as uint8 levels 0..255, at most MAX_CELLS per side: 4 JSON bytes a cell at most,
     so an update stays under 20 KB whatever the layer."""
@@ -94,17 +102,17 @@ def overlay_figure(
     """The photo with the heatmap over it; side by side adds the bare photo on the left.
 
     `clickable`: the photo, not the heatmap, takes the pointer, so a click reports the image pixel
-    (the heatmap's cells are as coarse as the layer)."""
+    (the heatmap's cells are as coarse as the layer); see `photo_pixels` for how the photo is sent."""
     size = pixels.shape[:2]
     columns = 2 if side_by_side else 1
     fig = make_subplots(rows=1, cols=columns, horizontal_spacing=0.03)
-    photo = dict(hovertemplate="pixel (%{x}, %{y})<extra></extra>") if clickable else dict(hoverinfo="skip")
+    pointer = dict(hovertemplate="pixel (%{x}, %{y})<extra></extra>") if clickable else dict(hoverinfo="skip")
     if side_by_side:
-        fig.add_trace(go.Image(source=png_source(pixels), **photo), row=1, col=1)
-    fig.add_trace(go.Image(source=png_source(pixels), **photo), row=1, col=columns)
+        fig.add_trace(go.Image(**photo_pixels(pixels, clickable), **pointer), row=1, col=1)
+    fig.add_trace(go.Image(**photo_pixels(pixels, clickable), **pointer), row=1, col=columns)
     heat = heatmap_trace(map_low, size, opacity=opacity, colorscale=colorscale, threshold=threshold)
-    if clickable:
-        heat.hoverinfo = "skip"
+    if clickable:  # a hovertemplate overrides hoverinfo in plotly.js: clear it, or the heatmap takes the click
+        heat.update(hoverinfo="skip", hovertemplate=None)
     fig.add_trace(heat, row=1, col=columns)
     fig.update_xaxes(visible=False, range=[-0.5, size[1] - 0.5])
     fig.update_yaxes(visible=False, range=[size[0] - 0.5, -0.5], scaleanchor="x")
