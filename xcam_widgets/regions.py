@@ -10,23 +10,44 @@ import torch
 
 def components(mask: torch.Tensor) -> torch.Tensor:
     """4-connected regions of a bool `[H, W]` mask: each pixel holds 1 + the largest flat index of its
-    region, 0 off the mask. The maximum spreads to 4-neighbours inside the mask until nothing changes
-    (as many steps as the longest path inside a region; a few hundred at most for blobs)."""
+    region, 0 off the mask.
+
+    Two-pass labelling on runs: each row's runs of True are nodes, runs of consecutive rows that overlap
+    are joined (union-find), and each region's pixels are written at once. The work grows with the number
+    of runs, not with a region's length, so a whole-image region of a 520×520 output takes milliseconds."""
     if mask.ndim != 2:
         raise ValueError(f"mask must be [H, W], got shape {tuple(mask.shape)}")
-    mask = mask.bool()
-    height, width = mask.shape
-    ids = torch.arange(1, height * width + 1, device=mask.device).view(height, width) * mask
-    while True:
-        spread = ids.clone()
-        spread[1:] = torch.maximum(spread[1:], ids[:-1])
-        spread[:-1] = torch.maximum(spread[:-1], ids[1:])
-        spread[:, 1:] = torch.maximum(spread[:, 1:], ids[:, :-1])
-        spread[:, :-1] = torch.maximum(spread[:, :-1], ids[:, 1:])
-        spread = spread * mask
-        if torch.equal(spread, ids):
-            return ids
-        ids = spread
+    pixels = mask.detach().cpu().bool().numpy()
+    height, width = pixels.shape
+    edges = np.diff(np.pad(pixels, ((0, 0), (1, 1))).astype(np.int8), axis=1)
+    rows, starts = np.nonzero(edges == 1)  # runs [start, stop) in row-major order
+    stops = np.nonzero(edges == -1)[1]
+    parent = list(range(len(starts)))
+
+    def root(run: int) -> int:
+        while parent[run] != run:
+            parent[run] = parent[parent[run]]
+            run = parent[run]
+        return run
+
+    first = np.searchsorted(rows, np.arange(height + 1)).tolist()  # row r's runs: first[r] .. first[r + 1] - 1
+    start_list, stop_list = starts.tolist(), stops.tolist()
+    for row in range(height - 1):
+        above, below, end_above, end_below = first[row], first[row + 1], first[row + 1], first[row + 2]
+        while above < end_above and below < end_below:  # merge two sorted lists of runs
+            if start_list[above] < stop_list[below] and start_list[below] < stop_list[above]:
+                parent[root(above)] = root(below)
+            if stop_list[above] < stop_list[below]:
+                above += 1
+            else:
+                below += 1
+    roots = np.array([root(run) for run in range(len(parent))], dtype=np.int64)
+    last_pixel = rows * width + stops - 1  # each run's largest flat index
+    region_id = np.zeros(len(parent), dtype=np.int64)
+    np.maximum.at(region_id, roots, last_pixel + 1)
+    labels = np.zeros(height * width, dtype=np.int64)
+    labels[np.flatnonzero(pixels)] = np.repeat(region_id[roots], stops - starts)
+    return torch.from_numpy(labels.reshape(height, width)).to(mask.device)
 
 
 def region_at(labels: torch.Tensor, row: int, col: int) -> tuple[int, int, torch.Tensor]:

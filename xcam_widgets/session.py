@@ -253,5 +253,12 @@ class Session(SessionCore):
         return found[0] if found else f"detection {key[1]}"
 
     def target_mask(self, key: TargetKey) -> np.ndarray | None:
-        """The bool pixels a segmentation key explains, at the output's resolution; None for other keys."""
-        return key_mask(key, self._graph(self._image).output)
+        """The bool pixels a segmentation key explains, at the output's resolution; None for other keys.
+        Cached with the image: a region is found by spreading labels, which is slow on a large output and
+        the Explorer outlines it at every redraw."""
+        image = self._image
+        cache_key = ("mask", checked_key(key))
+        found = image.results.get(cache_key)
+        if found is None:
+            found = image.results.put(cache_key, key_mask(key, self._graph(image).output))
+        return found
