@@ -138,3 +138,35 @@ def test_classifier_ignores_clicks(seg):
     click(explorer, 30, 30)
     assert explorer.target.value == before and explorer.overlay.layout.shapes == ()
     explorer.close()
+
+
+def test_sanity_tab_runs_the_cascade_for_a_segment_and_skips_the_random_logit_test(seg):
+    """A segment is not a class index, so the random-logit test (other classes) does not apply; the cascade
+    equals a direct `sanity_check` with the equivalent `SegmentationTarget`."""
+    explorer = Explorer(seg, image(), background=False)
+    key = explorer.target.value
+    view = explorer.session.sanity(LAYER, ["gradcam"], key)
+    direct = xw.sanity_check(
+        seg.model, image()[None], LAYER, ["gradcam"], SegmentationTarget(key[1]), ("cascading",), steps="tail"
+    )
+    cascade = sorted((r for r in direct.rows if r["check"] == "cascading"), key=lambda r: r["step"])
+    (strip,) = view.strips
+    assert strip.random_logit is None and strip.random_maps == () and strip.passes_random_logit is None
+    assert strip.similarity["spearman"] == pytest.approx([r["spearman"] for r in cascade], abs=1e-12)
+    assert len(strip.steps) == len(cascade) > 1
+    explorer.close()
+
+
+def test_a_new_image_drops_the_old_regions_and_outline(seg):
+    explorer = Explorer(seg, image(1), background=False)
+    x, y = centre(DATA.masks[1, int(DATA.labels[1][1])])
+    click(explorer, x, y)
+    explorer.wait()
+    assert any(key[0] == "region" for _, key in explorer.target.options)
+    explorer._set_image(image(2))
+    explorer.wait()
+    keys = [key for _, key in explorer.target.options]
+    assert all(key[0] == "segment" for key in keys) and explorer.target.value in keys
+    predicted = seg.model(image(2)[None])[0].argmax(0) == explorer.target.value[1]
+    assert explorer.overlay.layout.shapes[1].path == outline_path(predicted.numpy(), (64, 64))
+    explorer.close()
