@@ -202,7 +202,7 @@ class Session(SessionCore):
     # --- what the prediction offers to explain (target keys, see `task_views`) ------------------------
     @property
     def task(self) -> Task:
-        """ "classification", "segmentation" or "detection": what the model's output holds."""
+        """What the model's output holds: "classification", "segmentation" or "detection"."""
         return self._task(self._image)
 
     @property
@@ -254,8 +254,7 @@ class Session(SessionCore):
 
     def target_mask(self, key: TargetKey) -> np.ndarray | None:
         """The bool pixels a segmentation key explains, at the output's resolution; None for other keys.
-        Cached with the image: a region is found by spreading labels, which is slow on a large output and
-        the Explorer outlines it at every redraw."""
+        Cached with the image, since the Explorer outlines it at every redraw."""
         image = self._image
         cache_key = ("mask", checked_key(key))
         found = image.results.get(cache_key)
