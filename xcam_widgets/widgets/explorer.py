@@ -25,7 +25,7 @@ from .controls import FastMode, ViewState, all_option_widgets, descendants, laye
 from .live_figure import LiveFigure
 from .options import option_controls
 from .sanity_panel import SanityPanel
-from .target_menus import TargetMenus
+from .target_menus import DEFAULT_METHODS, TargetMenus
 from .worker import LatestWins, Superseded
 
 BLANK = np.zeros((1, 1), dtype=np.float32)  # the heatmap before the first map, and while a new image computes
@@ -82,7 +82,7 @@ class Explorer(W.VBox):
         self.menus = TargetMenus(s, self.top_k)
         self.target, self.compare_target, self.search = self.menus.target, self.menus.compare_target, self.menus.search
         self.method = W.Dropdown(
-            options=[(m.title, m.name) for m in REGISTRY.values()], value="xgradcam", description="method"
+            options=[(m.title, m.name) for m in REGISTRY.values()], value=DEFAULT_METHODS[s.task], description="method"
         )
         self.option_controls = {name: option_controls(spec) for name, spec in REGISTRY.items()}
         self.options_box, self.fast_mode, self.fast_note = W.HBox(), FastMode(self.option_controls), W.HTML()
