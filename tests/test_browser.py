@@ -20,11 +20,6 @@ from browser_helpers import (
     ARTIFACTS,
     BIN,
     DOCS,
-    JS_ERROR_OUTPUTS,
-    JS_FIND_EXPLORER,
-    JS_HEATMAP,
-    JS_SELECT,
-    JS_STATUS,
     REPO,
     Server,
     chromium_context,
@@ -37,6 +32,7 @@ from browser_helpers import (
     server_env,
     wait_for,
 )
+from browser_js import JS_ERROR_OUTPUTS, JS_FIND_EXPLORER, JS_HEATMAP, JS_SELECT, JS_STATUS
 
 NOTEBOOK = "01_quickstart.ipynb"
 EXPLORER_TIMEOUT = 240  # s: the first Explorer captures ~200 layers; a loaded 2-core machine is slow

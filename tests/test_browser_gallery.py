@@ -17,7 +17,6 @@ import re
 from browser_helpers import (
     ARTIFACTS,
     DOCS,
-    JS_HEATMAP,
     Server,
     assert_no_error_outputs,
     expected_line,
@@ -26,6 +25,7 @@ from browser_helpers import (
     screenshot,
     wait_for,
 )
+from browser_js import JS_HEATMAP
 
 HERE = ARTIFACTS / "gallery"
 NOTEBOOK = "gallery.ipynb"
