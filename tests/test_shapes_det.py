@@ -339,5 +339,5 @@ def test_training_fits_a_fixed_batch():
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert losses[-1] < 0.3 * losses[0]
