@@ -38,7 +38,7 @@ from xcam_widgets.shapes.seg import BACKGROUND
 from xcam_widgets.task_views import target_of
 
 HELDOUT_SEED = 535_353  # not a training seed (those are seed * 1000 + epoch with seed 0)
-RECALL_FLOOR = 0.95  # seen: 1.000 (143 shapes, mean IoU 0.937) on these images
+RECALL_FLOOR = 0.95  # seen: 1.000 (143 shapes, mean IoU 0.907) on these images with the shipped detector
 SESSION_SEEDS = (0, 3)  # two-shape images: (cross, square) and (triangle, star)
 
 
