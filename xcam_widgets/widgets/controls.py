@@ -110,19 +110,19 @@ class ClassChoices(NamedTuple):
     """The class menus' entries (top-k predictions with probabilities first, then every class by
     name), the top two classes, and every class name for the search box."""
 
-    options: list[tuple[str, int]]
-    first: int
-    second: int
+    options: list[tuple[str, TargetKey]]
+    first: TargetKey
+    second: TargetKey
     names: list[str]
 
 
 def class_choices(session: Session, top_k: int) -> ClassChoices:
-    top = session.predictions(top_k)
+    top = session.choices(top_k)
     names = [session.class_name(i) for i in range(session.logits.numel())]
-    shown = {p.index for p in top}
-    ranked = [(f"{p.name} ({p.probability:.1%})", p.index) for p in top]
-    rest = [(name, i) for i, name in enumerate(names) if i not in shown]
-    return ClassChoices(ranked + rest, top[0].index, top[min(1, len(top) - 1)].index, names)
+    shown = {choice.key for choice in top}
+    ranked: list[tuple[str, TargetKey]] = [(choice.label, choice.key) for choice in top]
+    rest: list[tuple[str, TargetKey]] = [(name, i) for i, name in enumerate(names) if i not in shown]
+    return ClassChoices(ranked + rest, top[0].key, top[min(1, len(top) - 1)].key, names)
 
 
 def all_option_widgets(option_controls: Mapping[str, Mapping[str, Any]]) -> list[W.Widget]:

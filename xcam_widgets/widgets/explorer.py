@@ -222,7 +222,7 @@ class Explorer(W.VBox):
                 return
             self.shown_state, self.shown_map = None, BLANK
             with self.overlay.batch_update():
-                photo = figures.photo_pixels(self.session.display, self.session.task != "classification")
+                photo = figures.photo_pixels(self.session.display, self._clickable)
                 for trace in self.overlay.data[:-1]:
                     trace.update(photo)
                 self.overlay.data[-1].update(
@@ -352,7 +352,7 @@ class Explorer(W.VBox):
                 threshold=self.threshold.value,
                 side_by_side=self.mode.value == "side by side",
                 title="computing…" if first else self.overlay.layout.title.text or "",
-                clickable=self.session.task != "classification",
+                clickable=self._clickable,
             )
             self.overlay = LiveFigure(fig)
             for trace in self.overlay.data:
@@ -361,6 +361,11 @@ class Explorer(W.VBox):
                 if self.shown_state is not None:
                     self._mark(self.shown_state.target)
                 self.tabs.children[0].children[0].children = [self.overlay, self.predictions]
+
+    @property
+    def _clickable(self) -> bool:
+        """A click on the image picks a target (a region, a detection) for any model but a classifier."""
+        return self.session.task != "classification"
 
     def _mark(self, key: Any) -> None:
         """Outline the pixels a segmentation target explains, or draw the detections' boxes."""

@@ -48,8 +48,7 @@ class TargetMenus:
         first: TargetKey | None
         second: TargetKey | None
         if task == "classification":
-            ranked, first, second, names = class_choices(s, self.top_k)
-            options = list(ranked)
+            options, first, second, names = class_choices(s, self.top_k)
         else:
             options = [(choice.label, choice.key) for choice in s.choices()]
             first = s.default_target if options else None  # None: the view says why there is nothing to explain
