@@ -2,7 +2,8 @@
 
 Pretrained weights come from the local cache (the Hugging Face hub cache, or torch hub's checkpoints
 for timm's older URL weights) without touching the network; only when they are not cached is a
-download tried, and its failure explains how to get them or how to ask for random weights.
+download tried, after a quick check that the host answers (`hf_models.unreachable`), and its failure
+explains how to get them or how to ask for random weights.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 from xcam_widgets.models.bundle import ModelBundle, Preprocess, imagenet_categories, optional_import
+from xcam_widgets.models.hf_models import hub_endpoint, unreachable
 
 _HUB_FILENAMES = ("model.safetensors", "pytorch_model.bin")  # what timm looks for in a Hugging Face repo
 
@@ -58,16 +60,22 @@ def _pretrained(timm: Any, name: str, cfg: Any) -> nn.Module:
     path = cached_weights(cfg)
     if path is not None:
         return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(path)})
+    where = f"the Hugging Face repo {cfg.hf_hub_id!r}" if cfg.hf_hub_id else cfg.url
+    cache = "~/.cache/huggingface/hub" if cfg.hf_hub_id else str(Path(torch.hub.get_dir(), "checkpoints"))
+    how = (
+        f"On a machine with internet access, run `python -c \"import timm; timm.create_model('{name}', "
+        f'pretrained=True)"` to cache them (from {where}) and copy the cache ({cache}), or pass '
+        "pretrained=False for random weights."
+    )
+    missing = f"the pretrained weights of timm model {name!r} are not in the local cache and could not be downloaded"
+    problem = unreachable(hub_endpoint() if cfg.hf_hub_id else cfg.url, hub=bool(cfg.hf_hub_id))
+    if problem is not None:
+        offline = "" if "HF_HUB_OFFLINE" in problem else " Set HF_HUB_OFFLINE=1 to skip the download attempt at once."
+        raise RuntimeError(f"{missing}: {problem}.{offline} {how}")
     try:
         return timm.create_model(name, pretrained=True)
     except Exception as err:  # network and hub failures come in many types; all mean "not downloadable now"
-        where = f"the Hugging Face repo {cfg.hf_hub_id!r}" if cfg.hf_hub_id else cfg.url
-        raise RuntimeError(
-            f"the pretrained weights of timm model {name!r} are not in the local cache and could not be "
-            f"downloaded ({type(err).__name__}: {err}). On a machine with internet access, run "
-            f"`python -c \"import timm; timm.create_model('{name}', pretrained=True)\"` to cache them "
-            f"(from {where}), or pass pretrained=False for random weights."
-        ) from err
+        raise RuntimeError(f"{missing} ({type(err).__name__}: {err}). {how}") from err
 
 
 def _categories(timm: Any, model: nn.Module) -> list[str]:

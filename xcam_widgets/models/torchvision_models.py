@@ -10,6 +10,7 @@ import torchvision
 from torch import nn
 
 from xcam_widgets.models.bundle import ModelBundle, Preprocess, Task
+from xcam_widgets.models.hf_models import unreachable
 
 _TASK_MODULES: dict[Task, Any] = {
     "classification": torchvision.models,
@@ -33,19 +34,27 @@ def build(name: str, task: Task, pretrained: bool, default_model: str) -> nn.Mod
 
     Random weights mean no download at all: segmentation and detection models also leave their
     backbone random (`weights_backbone=None`), where torchvision would otherwise fetch ImageNet weights.
+    Uncached weights are downloaded only if their host answers quickly (`hf_models.unreachable`).
     """
     if not pretrained:
         extra = {} if task == "classification" else {"weights_backbone": None}
         return torchvision.models.get_model(name, weights=None, **extra)
     weights = torchvision.models.get_model_weights(name).DEFAULT
+    cache = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights.url))
+    how = (
+        f"Download {weights.url} to {cache} on a machine with internet access, or pass "
+        f"pretrained=False for random weights, or use the offline model {default_model!r}."
+    )
+    problem = None if os.path.isfile(cache) else unreachable(weights.url, hub=False)
+    if problem is not None:
+        raise RuntimeError(
+            f"the pretrained weights of {name!r} are not cached and could not be downloaded: {problem}. {how}"
+        )
     try:
         return torchvision.models.get_model(name, weights=weights)
     except OSError as err:  # offline: urllib's URLError, or an unreadable cache
-        cache = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights.url))
         raise RuntimeError(
-            f"the pretrained weights of {name!r} are not cached and could not be downloaded ({err}). "
-            f"Download {weights.url} to {cache} on a machine with internet access, or pass "
-            f"pretrained=False for random weights, or use the offline model {default_model!r}."
+            f"the pretrained weights of {name!r} are not cached and could not be downloaded ({err}). {how}"
         ) from err
 
 

@@ -72,7 +72,10 @@ def sanity_check(
     layer (cheap: only the network after the layer re-runs); "key", for cascading the verdict step
     (every layer after the CAM layer randomised) and the full cascade, for independent the output
     layer, the last layer before the CAM layer's output and the first layer. `options` holds
-    per-method keyword options. `split=False` re-runs the whole model at every step (benchmarks).
+    per-method keyword options. `split=False` re-runs the whole model at every step (benchmarks);
+    with `split`, a layer after the CAM layer that shares a weight with the part before it (a tied
+    parameter, a module called on both sides) is randomised by re-running the whole model, so the
+    numbers are those of `split=False`. `SanityResult.path` and `.path_note` say which path ran.
 
     Verdict (`SanityResult.verdicts`): a method passes a check when its mean similarity is below
     `threshold` for every measure, for "cascading" once every layer after the CAM layer is
@@ -101,12 +104,13 @@ def sanity_check(
     work = working_copy(model)
     order = execution_order(work, x, layer_name)
     seeds = _seeds(seed, len(order))
-    engine = MapEngine(work, x, layer_name, target, options, split, [lay.name for lay in order])
+    after = [lay.name for lay in order if lay.after_layer]
+    engine = MapEngine(work, x, layer_name, target, options, split, [lay.name for lay in order], after)
     cascade = order[::-1]
     tasks = _plan(checks, steps, cascade, engine, random_classes, seed, x.shape[0])
     run = _Run(engine, methods, measures, x.shape[2:], keep_maps, progress, (len(tasks) + 1) * len(methods))
     run.execute(tasks, cascade, Weights(work, order, seeds))
-    layers_after = sum(lay.after_layer for lay in order)
+    layers_after = len(after)
     return SanityResult(
         layer=layer_name,
         layers=tuple(lay.name for lay in cascade),
@@ -115,6 +119,8 @@ def sanity_check(
         rows=run.rows,
         maps=run.maps,
         verdicts={m: _verdict(m, layer_name, run.rows, measures, threshold, layers_after, checks) for m in methods},
+        path="tail" if engine.tail_steps else "full",
+        path_note=engine.note,
     )
 
 

@@ -7,6 +7,10 @@ and only that tail runs again, on the captured A (`split.make_tail`), to give th
 themselves always come from `explain`: for (A, G) through `GradientProbe`, a linear function whose
 activation is A and whose gradient there is G. Methods that re-run the model (Score-CAM, ...)
 call `explain` on the whole model at every step.
+
+A layer after the CAM layer that shares a tensor with the part before it (a tied parameter, or one
+module called on both sides) changes A when it is re-drawn, so the tail cannot absorb it: steps that
+randomise it re-run the whole model, as `split=False` does (`shared_across`).
 """
 
 from __future__ import annotations
@@ -69,12 +73,42 @@ def tail_only_modules(graph: TailGraph, names: Sequence[str]) -> frozenset[str]:
     return frozenset(name for name in names if in_tail(name))
 
 
+def _storage_key(tensor: torch.Tensor) -> tuple[str, int]:
+    """The memory a tensor's values live in; its identity where it has no plain storage."""
+    try:
+        return (str(tensor.device), tensor.untyped_storage().data_ptr())
+    except (RuntimeError, NotImplementedError):  # e.g. a tensor subclass without storage
+        return ("id", id(tensor))
+
+
+def shared_across(model: nn.Module, tail: frozenset[str]) -> dict[str, str]:
+    """`{tail module: another module}` for the modules of `tail` that own a tensor (a parameter or
+    buffer, or a view of the same storage) that a module outside `tail` also owns, aliases of one
+    module included: re-drawing it re-draws that module's tensor too."""
+    owners: dict[tuple[str, int], set[str]] = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        for tensor in [*module._parameters.values(), *module._buffers.values()]:
+            if tensor is not None and tensor.numel() > 0:
+                owners.setdefault(_storage_key(tensor), set()).add(name)
+    modules = dict(model.named_modules())
+    shared: dict[str, str] = {}
+    for name in sorted(tail):
+        for tensor in [*modules[name]._parameters.values(), *modules[name]._buffers.values()]:
+            others = sorted(owners.get(_storage_key(tensor), set()) - tail) if tensor is not None else []
+            if others:
+                shared[name] = others[0] or type(model).__name__
+                break
+    return shared
+
+
 class MapEngine:
     """Raw maps of the methods at `layer` of `model` for a class choice (a `Scorer`).
 
     Built on the unrandomised model: it captures A, the classes of `target` (fixed from then on)
     and, with `split`, the tail after the layer, kept only if its gradients reproduce the captured
-    ones. `tail_layers` are the layers whose randomisation the tail can absorb."""
+    ones. `tail_layers` are the layers whose randomisation the tail can absorb (of `layer_names`;
+    `after_layer` names those that run after the layer, for the note); `note` says which
+    path the steps take and why, and `tail_steps` counts the steps that took the tail."""
 
     def __init__(
         self,
@@ -85,6 +119,7 @@ class MapEngine:
         options: Mapping[str, Mapping[str, Any]],
         split: bool,
         layer_names: Sequence[str],
+        after_layer: Sequence[str] = (),
     ):
         self.model, self.x, self.layer, self.options = model, x, layer, options
         base = capture(model, x, layer, target)
@@ -93,22 +128,39 @@ class MapEngine:
         self.A = base.activations[layer]
         self.tail: Tail | None = None
         self.tail_layers: frozenset[str] = frozenset()
+        self.tail_steps = 0
+        self.note = "split=False: every step re-ran the whole model"
         if split:
-            self._split(base.score, base.gradients[layer], layer_names)
+            self.note = self._split(base.score, base.gradients[layer], layer_names, after_layer)
 
-    def _split(self, score: torch.Tensor, gradients: torch.Tensor, layer_names: Sequence[str]) -> None:
+    def _split(
+        self, score: torch.Tensor, gradients: torch.Tensor, layer_names: Sequence[str], after_layer: Sequence[str]
+    ) -> str:
+        """Set up the tail; returns the note on the path the steps take."""
+        full = "so every step re-ran the whole model"
         try:
             graph = trace_tail(self.model, self.layer)
-        except ValueError:  # untraceable: every step re-runs the whole model
-            return
+        except ValueError as error:
+            return f"{error}, {full}"
         with evaluation_mode(self.model):
             tail, fast = make_tail(self.model, self.layer, self.x, lambda t: self._reproduces(t, score))
-        if not fast:
-            return
         scale = float(gradients.abs().max())
-        if not torch.allclose(self._tail_gradients(tail, self.scorer), gradients, rtol=1e-3, atol=1e-5 * scale):
-            return
-        self.tail, self.tail_layers = tail, tail_only_modules(graph, layer_names)
+        if not fast or not torch.allclose(
+            self._tail_gradients(tail, self.scorer), gradients, rtol=1e-3, atol=1e-5 * scale
+        ):
+            return f"the traced network after {self.layer} does not reproduce the model's scores or gradients, {full}"
+        absorbed = tail_only_modules(graph, layer_names)
+        shared = shared_across(self.model, absorbed)
+        self.tail, self.tail_layers = tail, absorbed - set(shared)
+        note = f"steps that randomise only layers after {self.layer} re-ran the network after it"
+        reasons = [
+            f"{name} shares a tensor with {shared[name]}" if name in shared else f"{name} also runs before it"
+            for name in after_layer
+            if name not in self.tail_layers
+        ]
+        if reasons:
+            note += f"; steps that randomise these re-ran the whole model: {', '.join(reasons)}"
+        return note
 
     def _reproduces(self, tail: Tail, score: torch.Tensor) -> bool:
         with torch.no_grad():
@@ -131,6 +183,7 @@ class MapEngine:
     def activations_and_gradients(self, scorer: Scorer, randomised: set[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(A, G) at the current weights: through the tail when it absorbs every randomised layer."""
         if self.tail is not None and randomised <= self.tail_layers:
+            self.tail_steps += 1
             return self.A, self._tail_gradients(self.tail, scorer)
         cap = capture(self.model, self.x, self.layer, scorer=scorer)
         return cap.activations[self.layer], cap.gradients[self.layer]

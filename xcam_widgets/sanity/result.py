@@ -86,7 +86,9 @@ class SanityResult:
     1..step are randomised (step 0 is the original model); for "independent", layer `step` alone;
     for "random_logit", step k is the k-th random class (`target_class`). `after_layer` says
     whether every randomised layer runs after the CAM layer. `maps[(method, check, step)]` holds
-    the displayed maps `[B, H, W]` when asked for (`keep_maps=True`)."""
+    the displayed maps `[B, H, W]` when asked for (`keep_maps=True`). `path`: "tail" when some steps
+    re-ran only the network after the CAM layer (the split path), "full" when every step re-ran the
+    whole model; `path_note` says which steps took which path and why."""
 
     layer: str
     layers: tuple[str, ...]
@@ -95,6 +97,8 @@ class SanityResult:
     rows: list[dict[str, Any]]
     verdicts: dict[str, Verdict]
     maps: dict[tuple[str, str, int], torch.Tensor] = field(default_factory=dict)
+    path: str = "full"
+    path_note: str = ""
 
     COLUMNS = ("method", "check", "step", "layer", "after_layer", "image", "target_class")
 
