@@ -1,7 +1,7 @@
 """xcam-widgets: interactive, axiom-checked class activation maps for PyTorch CNNs.
 
-The widgets (`Explorer`, `Gallery`, `layer_sweep`, `method_grid`) load on first use (PEP 562), so the
-engine, the runner and the CLI never import ipywidgets or Plotly."""
+The widgets (`Explorer`, `Gallery`, `layer_sweep`, `method_grid`) and `discover` / `Discovery` load on first
+use (PEP 562), so the engine, the runner and the CLI never import ipywidgets, Plotly or scikit-learn."""
 
 from __future__ import annotations
 
@@ -25,7 +25,14 @@ from .sanity import SanityResult, sanity_check
 from .session import Session
 
 # Public name -> the module that defines it, imported on first access.
-_LAZY = {"Explorer": ".widgets", "Gallery": ".widgets", "layer_sweep": ".widgets", "method_grid": ".widgets"}
+_LAZY = {
+    "Explorer": ".widgets",
+    "Gallery": ".widgets",
+    "layer_sweep": ".widgets",
+    "method_grid": ".widgets",
+    "Discovery": ".strategies",  # scikit-learn loads only when discovery is used
+    "discover": ".strategies",
+}
 
 __all__ = [
     "METHODS",
