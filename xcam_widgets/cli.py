@@ -9,6 +9,8 @@ and prints the summary: mean [95% CI] per metric (rows) and method × layer (col
 that cannot be read becomes rows with an `error` (`--strict`: stop at it instead). The same command
 run again after an interruption computes only what is missing; an `--out` from another evaluation
 is replaced only with `--overwrite`. Bad arguments exit with status 2 and a message that names the argument.
+Ctrl-C exits with status 130 and says what stays: the finished batches in `<stem>.parts/`, which the
+same command resumes from.
 
     xcam evaluate ... --engine ray [--address ray://head:10001] [--workers 8] --out results.csv
 
@@ -22,12 +24,17 @@ import argparse
 import sys
 from typing import Any, Sequence
 
+import torch
+
 from .checks import positive_int
 from .evaluation import ENGINES, METRICS, evaluate, run_paths
 from .evaluation.arguments import check_device
 from .evaluation.table import SANITY_METRICS
 from .methods import METHODS
 from .models import load_model
+
+INTERRUPTED = 130  # the shell's status for a command ended by SIGINT (128 + 2)
+RANDOM_WEIGHTS_SEED = 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,7 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="pointing-game tolerance in px (default: 15 px at 224 px, scaled to the image)",
     )
     ev.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: CUDA if available)")
-    ev.add_argument("--random-weights", action="store_true", help="use randomly initialised weights (no download)")
+    ev.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="use randomly initialised weights (no download), seeded: the same in every run, so a rerun resumes",
+    )
     ev.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     ev.add_argument(
         "--engine",
@@ -124,7 +135,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the `xcam` command line with `argv` (default `sys.argv[1:]`); returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    return args.run(args, parser)
+    try:
+        return args.run(args, parser)
+    except KeyboardInterrupt:  # Ctrl-C: say what stays instead of a traceback
+        print(f"\nxcam {args.command}: interrupted. {_what_was_kept(getattr(args, 'out', None))}", file=sys.stderr)
+        return INTERRUPTED
+
+
+def _what_was_kept(out: str | None) -> str:
+    """What an interrupted `evaluate` leaves: the finished batches in `out`'s parts, which a rerun resumes."""
+    if out is None:
+        return "Nothing was kept: without --out no batch is written (pass --out to make a run resumable)."
+    parts = run_paths(out).parts
+    if any(parts.glob("batch-*.npz")):  # a part file per finished batch
+        return f"The finished batches stay in {parts}: the same command resumes from them."
+    return "No batch had finished: a rerun starts from the beginning."
 
 
 def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -137,7 +162,9 @@ def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except (ValueError, TypeError) as err:
         parser.exit(2, f"xcam evaluate: error: --device: {err}\n")
     try:  # with Ray, the model is loaded here on the CPU, shipped to the actors and moved to --device there
-        bundle = load_model(args.model, pretrained=not args.random_weights, device="cpu" if ray else args.device)
+        with torch.random.fork_rng(devices=[]):  # seeded random weights: a rerun's fingerprint matches
+            torch.manual_seed(RANDOM_WEIGHTS_SEED)
+            bundle = load_model(args.model, pretrained=not args.random_weights, device="cpu" if ray else args.device)
     except (ValueError, TypeError, OSError, RuntimeError) as err:  # unknown name, missing or offline weights
         offline = not args.random_weights and not isinstance(err, (ValueError, TypeError))
         hint = " (--random-weights needs no weights)" if offline else ""

@@ -9,11 +9,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..capture import run_hooked
 from ..discovery import candidate_layers, default_layer
+from ..inputs import prepare_input
 from ..layers import resolve_layers
 from ..methods import check_options, get_method
 from ..model_state import evaluation_mode
 from ..models import ModelBundle, load_model
+from ..reshape import infer_reshape
 from ..shapes import nets
 from .sources import Source, categories_of, is_shapes
 from .table import DEFAULT_METRICS, LOCALISATION, METRICS
@@ -66,6 +69,8 @@ def make_bundle(
             f"model_or_name must be a model name (see xw.available_models()), a ModelBundle or an nn.Module; "
             f"got {type(model_or_name).__name__}"
         )
+    if bundle.task == "detection":
+        raise ValueError(not_a_classifier(bundle.name, "detections (it is a detector)"))
     if preprocess is not None and not isinstance(model_or_name, nn.Module):
         bundle = dataclasses.replace(bundle, preprocess=preprocess)
     if device is not None and not isinstance(model_or_name, str):
@@ -107,8 +112,14 @@ def check_target(target: Any, source: Source) -> None:
     the model predicts as that class, so it needs labels like "label" does."""
     if target in ("label", "segmentation") and not source.has_labels:
         raise ValueError(f"target={target!r} needs images with labels (the shapes benchmark or a Dataset)")
-    if target is None or target in TARGETS:
+    if target is None or (isinstance(target, str) and target in TARGETS):
         return
+    if callable(target):
+        raise TypeError(
+            "xw.evaluate's target is None, 'label', 'top1', 'segmentation' or a class index, not a callable: "
+            "a target callable (xw.targets.DetectionTarget, EmbeddingSimilarity, your own) works with "
+            "xw.explain(model, x, layer, target=...) and the Explorer, one batch of images at a time"
+        )
     if isinstance(target, bool) or not isinstance(target, int) or target < 0:
         raise ValueError(f"target must be None, 'label', 'top1', 'segmentation' or a class index >= 0; got {target!r}")
 
@@ -160,6 +171,64 @@ def layer_names(bundle: ModelBundle, layers: Any, source: Source) -> list[str]:
     return [name for name, _ in resolve_layers(model, layers)]
 
 
+def not_a_classifier(model: str, output: str) -> str:
+    """Why `xw.evaluate` refuses a model whose output holds no `[B, classes]` logits, and what to use."""
+    return (
+        f"xw.evaluate needs a classifier ([B, classes] logits) or, with target='segmentation', a segmentation "
+        f"model ([B, classes, H, W]); model {model!r} returns {output}, and evaluate accepts no target callable. "
+        "Explain its outputs image by image with xw.explain(model, x, layer, target=...) and a target such as "
+        "xw.targets.DetectionTarget(box, label), or any callable(output) -> [B] scores"
+    )
+
+
+def token_layers(model: nn.Module, x: torch.Tensor, layers: Sequence[str]) -> list[str]:
+    """The layers among `layers` whose output is not a `[B, K, h, w]` map but tokens `[B, N, D]` or a
+    channels-last `[B, h, w, C]` map, read from one forward pass of `x`'s first image (no gradients).
+    `diagnose`'s true drops re-run the network after the layer on the `[B, K, h, w]` grid, which these
+    layers do not output. The pass holds the model's lock (`evaluation_mode`), as every batch does."""
+    first = prepare_input(model, x)[:1]
+    with evaluation_mode(model), torch.no_grad():
+        _, recorders = run_hooked(model, first, resolve_layers(model, list(layers)))
+    found = []
+    for name, recorder in zip(layers, recorders):
+        shape = tuple(recorder.output.shape) if recorder.output is not None else ()
+        try:
+            tokens = len(shape) != 4 or infer_reshape(model, tuple(first.shape), name, shape) is not None
+        except ValueError:  # tokens without a readable grid: explain says so for that layer
+            tokens = True
+        if tokens:
+            found.append(name)
+    return found
+
+
+def metrics_for_layers(
+    asked: Sequence[str] | str | None, chosen: tuple[str, ...], bundle: ModelBundle, layers: list[str], source: Source
+) -> tuple[tuple[str, ...], str]:
+    """`(metrics, note)`: `chosen` fitted to the layers. The true drops of "diagnostics" do not yet run
+    on token layers, so the defaults (`asked` None) leave diagnostics out there, with a note (the
+    rows of those layers hold NaN; with token layers only, the columns go), and an explicit request
+    is an error that names the layers."""
+    if "diagnostics" not in chosen:
+        return chosen, ""
+    x = next((batch.x for batch in source.batches(1, strict=False) if len(batch)), None)
+    tokens = [] if x is None else token_layers(bundle.model, x, layers)  # no image to read: only error rows
+    if not tokens:
+        return chosen, ""
+    if asked is not None:
+        raise ValueError(
+            f"metric 'diagnostics' cannot run on token layer(s) {tokens}: its true drops re-run the network "
+            "after the layer on channel-ablated [B, K, h, w] maps, which token layers do not support yet. "
+            "Leave 'diagnostics' out (metrics=None leaves it out on token layers only), or choose "
+            "convolutional layers"
+        )
+    kept = chosen if len(tokens) < len(layers) else tuple(m for m in chosen if m != "diagnostics")
+    note = (
+        f"diagnostics (conservation and sensitivity) are left out on token layer(s) {tokens}: "
+        "their true drops need a [B, K, h, w] layer"
+    )
+    return kept, note
+
+
 __all__ = [
     "ENGINES",
     "TARGETS",
@@ -169,5 +238,8 @@ __all__ = [
     "layer_names",
     "make_bundle",
     "method_names",
+    "metrics_for_layers",
     "checked_method_options",
+    "not_a_classifier",
+    "token_layers",
 ]

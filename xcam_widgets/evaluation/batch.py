@@ -9,6 +9,7 @@ widget sharing the model runs between two batches.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple, Union
@@ -24,6 +25,7 @@ from ..inputs import prepare_input
 from ..model_state import evaluation_mode
 from ..models import ModelBundle
 from ..targets import SegmentationTarget, class_indices, logits_of, segmentation_logits
+from .arguments import not_a_classifier, token_layers
 from .maps import low_resolution
 from .sanity_columns import sanity_columns
 from .sources import UNKNOWN_LABEL, ImageBatch
@@ -62,27 +64,14 @@ def evaluate_batch(
     the localisation metrics (`pointing`, `energy`) apply; `predicted`, `confidence` and `correct` are
     left missing, and an image where c is predicted at no pixel gets a row with an `error`.
     `chunk_size` bounds the inputs per model pass of the perturbation metrics and of the
-    diagnostics' true drops. An image of `batch.failures` gets rows with its `error` and no values.
+    diagnostics' true drops. An image of `batch.failures`, or whose label is not one of the model's
+    classes, gets rows with its `error` and no values. On a token layer the diagnostics are NaN: their
+    true drops need a `[B, K, h, w]` layer (`arguments.metrics_for_layers`).
     """
     rows: list[dict] = []
     maps: dict[int, np.ndarray] = {}
-    shape = (len(methods), len(layers))
     for failure in batch.failures:
-        for m, method in enumerate(methods):
-            for l_index, layer in enumerate(layers):
-                rows.append(
-                    {
-                        "row": row_key(failure.position, m, l_index, *shape),
-                        "image": failure.image,
-                        "method": method,
-                        "layer": layer,
-                        "class": UNKNOWN_LABEL,
-                        "class_name": "",
-                        "label": UNKNOWN_LABEL,
-                        "predicted": UNKNOWN_LABEL,
-                        ERROR_COLUMN: failure.message,
-                    }
-                )
+        rows.extend(_error_rows(failure.position, failure.image, failure.message, methods, layers))
     if len(batch) and target == SEGMENTATION:
         with evaluation_mode(bundle.model):
             _segmentation_rows(bundle, batch, methods, layers, metrics, tolerance, method_options or {}, rows, maps)
@@ -106,6 +95,50 @@ def evaluate_batch(
     return BatchResult(rows, maps)
 
 
+def _error_rows(
+    position: int, image: Any, message: str, methods: Sequence[str], layers: Sequence[str], label: int = UNKNOWN_LABEL
+) -> list[dict]:
+    """The rows of an image that has no values: class -1 and `message` in `error`."""
+    shape = (len(methods), len(layers))
+    return [
+        {
+            "row": row_key(position, m, l_index, *shape),
+            "image": image,
+            "method": method,
+            "layer": layer,
+            "class": UNKNOWN_LABEL,
+            "class_name": "",
+            "label": label,
+            "predicted": UNKNOWN_LABEL,
+            ERROR_COLUMN: message,
+        }
+        for m, method in enumerate(methods)
+        for l_index, layer in enumerate(layers)
+    ]
+
+
+def _outside_labels(batch: ImageBatch, classes: int) -> list[int]:
+    """Indices into `batch` of the images whose label is no class of the model (known labels only)."""
+    if batch.labels is None:
+        return []
+    return (batch.labels >= classes).nonzero().flatten().tolist()
+
+
+def _without(batch: ImageBatch, dropped: list[int]) -> ImageBatch:
+    """`batch` less the images at `dropped` (and without failures: their rows are made already)."""
+    keep = [i for i in range(len(batch)) if i not in dropped]
+    index = torch.tensor(keep, dtype=torch.long)
+    return dataclasses.replace(
+        batch,
+        positions=[batch.positions[i] for i in keep],
+        ids=[batch.ids[i] for i in keep],
+        x=batch.x[index],
+        labels=None if batch.labels is None else batch.labels[index],
+        masks=None if batch.masks is None else batch.masks[index],
+        failures=(),
+    )
+
+
 def _loaded_rows(
     bundle: ModelBundle,
     batch: ImageBatch,
@@ -120,7 +153,8 @@ def _loaded_rows(
     rows: list[dict],
     maps: dict[int, np.ndarray],
 ) -> None:
-    """Append the rows and maps of the batch's loaded images (inside `evaluation_mode`)."""
+    """Append the rows and maps of the batch's loaded images (inside `evaluation_mode`); an image whose
+    label is no class of the model gets error rows, and the others go on without it."""
     model = bundle.model
     x = prepare_input(model, batch.x)
     with torch.no_grad():
@@ -129,7 +163,27 @@ def _loaded_rows(
         raise ValueError(
             f"model {bundle.name!r} is a segmentation model ([B, C, H, W] output): pass target={SEGMENTATION!r}"
         )
-    logits = logits_of(output).float()
+    try:
+        logits = logits_of(output).float()
+    except (TypeError, ValueError):
+        shown = f"a tensor of shape {list(output.shape)}" if isinstance(output, torch.Tensor) else "no logits"
+        raise TypeError(not_a_classifier(bundle.name, f"{shown} ({type(output).__name__})")) from None
+    outside = _outside_labels(batch, logits.shape[1])
+    if outside:
+        assert batch.labels is not None  # `_outside_labels` found labels
+        for i in outside:
+            label = int(batch.labels[i])
+            message = (
+                f"image {batch.ids[i]!r} has label {label}, outside the model's {logits.shape[1]} classes "
+                f"(0 .. {logits.shape[1] - 1})"
+            )
+            rows.extend(_error_rows(batch.positions[i], batch.ids[i], message, methods, layers, label))
+        if len(outside) < len(batch):
+            rest = _without(batch, outside)
+            _loaded_rows(
+                bundle, rest, methods, layers, target, metrics, steps, tolerance, chunk_size, options, rows, maps
+            )
+        return
     probabilities = torch.softmax(logits, dim=1)
     confidence, predicted = probabilities.max(dim=1)
     labels = batch.labels.to(x.device) if batch.labels is not None else None
@@ -148,10 +202,10 @@ def _loaded_rows(
         for l_index, (layer, result, diagnosis) in enumerate(layer_results):
             columns: dict[str, torch.Tensor] = {"score": result.score.detach()}
             saliency = result.map.detach()
-            if diagnosis is not None:
-                nan = torch.full_like(columns["score"], float("nan"))  # undefined for unscaled methods
+            if "diagnostics" in metrics:
+                nan = torch.full_like(columns["score"], float("nan"))  # undefined: unscaled methods, token layers
                 for name in ("conservation_error", "sensitivity_error", "sensitivity_r"):
-                    value = getattr(diagnosis, name)
+                    value = None if diagnosis is None else getattr(diagnosis, name)
                     columns[name] = nan if value is None else value
             if "average_drop" in metrics:
                 columns["average_drop"], columns["increase"] = M.average_drop_increase(
@@ -298,11 +352,16 @@ def _explanations(
     options: Mapping[str, Any],
 ) -> Iterator[tuple[str, Any, Any]]:
     """(layer, Explanation, Diagnosis or None) per layer: `diagnose` (which carries the
-    explanation) when diagnostics are asked for, else one `explain` call for all layers."""
+    explanation) when diagnostics are asked for, except on token layers, else one `explain` call
+    for all layers."""
     if "diagnostics" in metrics:
+        tokens = token_layers(model, x, layers)
         for layer in layers:
-            d = diagnose(model, x, layer, method, target=classes, batch_size=batch_size, **options)
-            yield layer, d.explanation, d
+            if layer in tokens:
+                yield layer, explain(model, x, layer, method, target=classes, **options), None
+            else:
+                d = diagnose(model, x, layer, method, target=classes, batch_size=batch_size, **options)
+                yield layer, d.explanation, d
     else:
         results = explain(model, x, list(layers), method, target=classes, **options)
         for layer, result in zip(layers, results):  # type: ignore[arg-type]

@@ -4,8 +4,11 @@ With `out`, each finished batch is written at once to `<stem>.parts/batch-<first
 of the positions>.npz` (a temporary file, then a rename: a file is whole or absent). A part holds
 the batch's image positions, its rows as JSON (floats, NaN included, round-trip exactly) and its
 maps (`MapStore` arrays), read back without pickle. `manifest.json` records what the values
-depend on; a rerun with other settings stops with an error rather than mixing two evaluations.
-A rerun with the same ones reads the parts and computes only the positions missing from them.
+depend on (its meta holds the run's `fingerprint`: weights, preprocess, images); a rerun with
+other settings or inputs stops with an error that says what changed rather than mixing two
+evaluations. A rerun with the same ones reads the parts and computes only the positions missing
+from them. A part that cannot be read (a damaged file) is named in a warning; a rerun moves it
+aside (`<name>.damaged`) and recomputes its batch, keeping the others.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ import hashlib
 import io
 import json
 import tempfile
+import warnings
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -23,14 +29,25 @@ import numpy as np
 
 from .batch import BatchResult
 from .files import write_atomically
+from .fingerprint import changes
 from .maps import ARRAY_NAMES, MapStore
 
 FORMAT = 2  # 1: the parquet parts of xcam-widgets <= 0.1 (rows only)
 MANIFEST = "manifest.json"
 PART_GLOB = "batch-*.npz"
-OUR_FILES = ("batch-*.npz", "batch-*.parquet", MANIFEST, ".*.tmp")
+DAMAGED = ".damaged"  # a damaged part moved aside by a resumed run
+OUR_FILES = ("batch-*.npz", "batch-*.parquet", f"batch-*{DAMAGED}", MANIFEST, ".*.tmp")
+# What reading a damaged part raises: a truncated or overwritten zip, a bad CRC, bad JSON, an array missing.
+DAMAGE = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, KeyError)
 
 OnRows = Callable[[list[dict], Mapping[int, np.ndarray]], None]
+
+
+class Damaged(NamedTuple):
+    """A part file that cannot be read, and why."""
+
+    path: Path
+    reason: str
 
 
 class Part(NamedTuple):
@@ -71,11 +88,19 @@ class PartsFolder:
 
     def manifest(self) -> dict[str, Any] | None:
         file = self.path / MANIFEST
-        return json.loads(file.read_text()) if file.is_file() else None
+        if not file.is_file():
+            return None
+        try:
+            return json.loads(file.read_text())
+        except ValueError as err:
+            raise ValueError(
+                f"{str(file)!r} is damaged ({err}); pass overwrite=True (--overwrite) to start afresh"
+            ) from err
 
     def claim(self, manifest: dict[str, Any]) -> None:
-        """Write `manifest`, or check that the one there describes the same evaluation (its
-        `meta`, for display only, may differ). Removes writes cut short by an earlier crash."""
+        """Write `manifest`, or check that the one there describes the same evaluation: the same
+        settings and the same fingerprint (`meta["fingerprint"]`; the rest of `meta`, for display
+        only, may differ). Removes writes cut short by an earlier crash."""
         self.path.mkdir(parents=True, exist_ok=True)
         for stale in self.path.glob(".*.tmp"):
             stale.unlink(missing_ok=True)
@@ -83,12 +108,26 @@ class PartsFolder:
         if found is None:
             write_atomically(self.path / MANIFEST, json.dumps(manifest, indent=1).encode())
             return
+        start_over = "pass overwrite=True (--overwrite) to start afresh, or use another out"
+        old = (found.get("meta") or {}).get("fingerprint")
+        if old is None:
+            # Resuming would mix rows whose weights, preprocess and images cannot be checked: refused.
+            raise ValueError(
+                f"out: {str(self.path)!r} was written by an older xcam-widgets that recorded no fingerprint of the "
+                "weights, preprocess and images, so whether its rows are this run's cannot be checked; reopen it "
+                f"with xw.open_result, or {start_over}"
+            )
         differ = sorted(k for k in set(found) | set(manifest) if k != "meta" and found.get(k) != manifest.get(k))
         if differ:
             raise ValueError(
                 f"out: {str(self.path)!r} holds the parts of another evaluation ({', '.join(differ)} differ: "
-                f"{ {k: found.get(k) for k in differ} } there); pass overwrite=True (--overwrite) to start over, "
-                "or use another out"
+                f"{ {k: found.get(k) for k in differ} } there); {start_over}"
+            )
+        changed = changes(old, manifest["meta"]["fingerprint"])
+        if changed:
+            raise ValueError(
+                f"out: {str(self.path)!r} holds the parts of an evaluation of other inputs; changed since: "
+                f"{'; '.join(changed)}. Its rows would not be this run's: {start_over}"
             )
 
     def write(self, positions: Sequence[int], payload: bytes) -> Path:
@@ -98,8 +137,15 @@ class PartsFolder:
         write_atomically(path, payload)
         return path
 
-    def read(self) -> list[Part]:
-        return [decode_part(file) for file in sorted(self.path.glob(PART_GLOB))]
+    def read(self) -> tuple[list[Part], list[Damaged]]:
+        """The parts that can be read, and the damaged ones."""
+        parts, damaged = [], []
+        for file in sorted(self.path.glob(PART_GLOB)):
+            try:
+                parts.append(decode_part(file))
+            except DAMAGE as err:
+                damaged.append(Damaged(file, f"{type(err).__name__}: {err}"))
+        return parts, damaged
 
     def remove(self) -> None:
         """Delete this folder's part files and manifest (nothing else), and the folder if then empty."""
@@ -128,12 +174,24 @@ class Collector:
         self.rows: dict[int, dict] = {}  # by `row`: a batch written twice counts once
         self.maps = MapStore()
         self.done: set[int] = set()
+        self.written: list[Path] = []  # the part files this run wrote
 
     def resume(self) -> None:
-        """Take in the parts already written (a resumed run), and show them to `on_rows` at once."""
+        """Take in the parts already written (a resumed run), and show them to `on_rows` at once. A
+        damaged part is moved aside with a warning: its positions are pending again, so its batch is
+        recomputed."""
         if self.parts is None:
             return
-        found = self.parts.read()
+        found, damaged = self.parts.read()
+        for bad in damaged:
+            aside = bad.path.with_name(bad.path.name + DAMAGED)
+            bad.path.replace(aside)
+            warnings.warn(
+                f"part {str(bad.path)!r} is damaged ({bad.reason}); moved to {aside.name!r}, and its batch is "
+                "computed again (the other parts are kept)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         for part in found:
             self.done.update(part.positions)
             for row in part.rows:
@@ -143,10 +201,18 @@ class Collector:
             if self.on_rows is not None:
                 self.on_rows(sorted(self.rows.values(), key=lambda r: r["row"]), self.maps)
 
+    def discard_written(self) -> None:
+        """Delete the part files this run wrote (their rows cannot be trusted); the earlier ones stay."""
+        for path in self.written:
+            path.unlink(missing_ok=True)
+        self.written.clear()
+
     def add(self, positions: Sequence[int], result: BatchResult, payload: bytes | None = None) -> None:
         """A finished batch: written, kept, shown."""
         if self.parts is not None:
-            self.parts.write(positions, encode_part(positions, result) if payload is None else payload)
+            self.written.append(
+                self.parts.write(positions, encode_part(positions, result) if payload is None else payload)
+            )
         for row in result.rows:
             self.rows.setdefault(row["row"], row)
         self.maps.update(result.maps)
@@ -155,4 +221,4 @@ class Collector:
             self.on_rows(result.rows, result.maps)
 
 
-__all__ = ["Collector", "OnRows", "Part", "PartsFolder", "decode_part", "encode_part", "temporary_parts"]
+__all__ = ["Collector", "Damaged", "OnRows", "Part", "PartsFolder", "decode_part", "encode_part", "temporary_parts"]

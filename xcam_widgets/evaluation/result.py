@@ -3,20 +3,24 @@
 A complete run with `out` writes the table (`results.csv`), the summary (`results.summary.csv`),
 the maps (`results.maps.npz`, a `MapStore`) and what is needed to show the run again
 (`results.meta.json`), each whole or not at all; its batches stay in `results.parts/`. A run that
-stopped early has only its parts. `open_result` reads either.
+stopped early has only its parts. `open_result` reads either. A run holds `out`'s lock (`lock`)
+from the check of `out` to its last file, so a second run on the same `out` is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from .files import write_atomically
+from .lock import RunLockedError, run_lock
 from .maps import MapStore
-from .parts import FORMAT, PartsFolder
+from .parts import DAMAGE, FORMAT, Damaged, PartsFolder
 from .table import RunPaths, pandas, read_table, rows_frame, run_paths, summarize
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,30 +47,38 @@ class EvaluationResult:
         return (self.table, self.summary)[index]
 
 
-def prepare_out(out: str | os.PathLike, manifest: dict[str, Any], overwrite: bool) -> PartsFolder:
-    """Check `out` before any work and claim its parts folder: a directory, an unwritable place or
+@contextlib.contextmanager
+def prepare_out(out: str | os.PathLike, manifest: dict[str, Any], overwrite: bool) -> Iterator[PartsFolder]:
+    """Check `out` before any work, lock it for the block (`lock.run_lock`: another run writing it is
+    refused, also with `overwrite`) and claim its parts folder: a directory, an unwritable place or
     an existing table from another run fail here; with `overwrite`, the old files go first."""
     paths = run_paths(out)
     if paths.table.is_dir():
         raise IsADirectoryError(
             f"out {os.fspath(out)!r}: {str(paths.table)!r} is a directory; give a file path such as results.csv"
         )
-    parts = PartsFolder(paths.parts)
-    if not overwrite and paths.table.exists() and parts.manifest() is None:
-        raise FileExistsError(
-            f"out {os.fspath(out)!r} exists and has no {paths.parts.name}/ to resume from; pass overwrite=True "
-            "(--overwrite) to replace it, or use another out"
-        )
-    try:
-        paths.table.parent.mkdir(parents=True, exist_ok=True)
-        if overwrite:
-            parts.remove()
-            for path in (paths.table, paths.summary, paths.maps, paths.meta):
-                path.unlink(missing_ok=True)
-        parts.claim(manifest)  # also proves that the folder is writable
-    except OSError as err:
-        raise OSError(f"out {os.fspath(out)!r} cannot be written: {err}") from err
-    return parts
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(run_lock(paths.parts, os.fspath(out)))
+        except RunLockedError:
+            raise
+        except OSError as err:
+            raise OSError(f"out {os.fspath(out)!r} cannot be written: {err}") from err
+        parts = PartsFolder(paths.parts)
+        if not overwrite and paths.table.exists() and parts.manifest() is None:
+            raise FileExistsError(
+                f"out {os.fspath(out)!r} exists and has no {paths.parts.name}/ to resume from; pass overwrite=True "
+                "(--overwrite) to replace it, or use another out"
+            )
+        try:
+            if overwrite:
+                parts.remove()
+                for path in (paths.table, paths.summary, paths.maps, paths.meta):
+                    path.unlink(missing_ok=True)
+            parts.claim(manifest)  # also proves that the folder is writable
+        except OSError as err:
+            raise OSError(f"out {os.fspath(out)!r} cannot be written: {err}") from err
+        yield parts
 
 
 def write_outputs(paths: RunPaths, result: EvaluationResult) -> None:
@@ -88,12 +100,22 @@ def open_result(path: str | os.PathLike) -> EvaluationResult:
     if paths.table.is_file():
         table = read_table(paths.table)
         summary = pandas().read_csv(paths.summary) if paths.summary.is_file() else summarize(table)
-        maps = MapStore.load(paths.maps) if paths.maps.is_file() else MapStore()
+        maps = _load_maps(paths) if paths.maps.is_file() else MapStore()
         meta = json.loads(paths.meta.read_text()) if paths.meta.is_file() else {}
         return EvaluationResult(table, summary, maps, meta, complete=True)
     if paths.parts.is_dir():
         return _from_parts(PartsFolder(paths.parts))
     raise FileNotFoundError(f"no evaluation at {str(path)!r}: neither {str(paths.table)!r} nor {str(paths.parts)!r}")
+
+
+def _load_maps(paths: RunPaths) -> MapStore:
+    try:
+        return MapStore.load(paths.maps)
+    except DAMAGE as err:
+        raise ValueError(
+            f"{str(paths.maps)!r} is damaged ({type(err).__name__}: {err}); the same maps are in the parts: "
+            f"open_result({str(paths.parts)!r})"
+        ) from err
 
 
 def _from_parts(parts: PartsFolder) -> EvaluationResult:
@@ -105,17 +127,35 @@ def _from_parts(parts: PartsFolder) -> EvaluationResult:
             f"{str(parts.path)!r} was written by another version of xcam-widgets (format "
             f"{manifest.get('format', 1)}, this one reads {FORMAT}); rerun with overwrite=True"
         )
-    found = parts.read()
+    found, damaged = parts.read()
     rows = {row["row"]: row for part in reversed(found) for row in part.rows}
     meta = manifest["meta"]
     table = rows_frame(list(rows.values()), meta["columns"])
     done = {p for part in found for p in part.positions}
+    if damaged:
+        _warn_damaged(parts, damaged, done, meta)
     return EvaluationResult(
         table,
         summarize(table),
         MapStore.concat([part.maps for part in found]),
         meta,
         complete=len(done) >= meta["images_count"],
+    )
+
+
+def _warn_damaged(parts: PartsFolder, damaged: list[Damaged], done: set[int], meta: dict[str, Any]) -> None:
+    """Name the damaged parts and the rows missing for want of them (row = position × per_image + k)."""
+    per_image = len(meta["methods"]) * len(meta["layers"])
+    missing = [p for p in range(meta["images_count"]) if p not in done]
+    shown = ", ".join(f"{p} (rows {p * per_image}-{(p + 1) * per_image - 1})" for p in missing[:10])
+    more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+    files = "; ".join(f"{d.path.name!r} ({d.reason})" for d in damaged)
+    warnings.warn(
+        f"{str(parts.path)!r}: damaged part file(s) {files} cannot be read. Missing: the rows of "
+        f"{len(missing)} image(s) at positions {shown}{more} (the damaged parts' and any batch not run yet). "
+        "A rerun of xw.evaluate with the same out recomputes just those.",
+        RuntimeWarning,
+        stacklevel=3,
     )
 
 

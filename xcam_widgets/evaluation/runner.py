@@ -27,11 +27,12 @@ from .arguments import (
     method_names,
 )
 from .batch import EvalTarget
+from .fingerprint import run_fingerprint, weights_hash
 from .local import run_local
 from .parts import FORMAT, Collector, OnRows, PartsFolder, temporary_parts
 from .ray import evaluate_on_ray
 from .result import EvaluationResult, prepare_out, write_outputs
-from .sources import Images, Source, fingerprint, open_images
+from .sources import Images, Source, open_images
 from .table import rows_frame, run_paths, summarize, table_columns
 
 
@@ -80,8 +81,12 @@ def evaluate(
     - `method_options`: {method: {option: value}} passed to `explain`.
     - `out`: write the table to this CSV path, with `<stem>.summary.csv`, `<stem>.maps.npz`,
       `<stem>.meta.json`, and each batch as it finishes to `<stem>.parts/`. A rerun with the same
-      `out` and settings computes only what is missing there; an existing `out` from another
-      evaluation is an error unless `overwrite`. `out` is checked before the first batch.
+      `out`, settings, weights, preprocess and images (`fingerprint`: by content, not by name)
+      computes only what is missing there; an existing `out` from another evaluation is an error
+      that says what changed, unless `overwrite`. `out` is checked before the first batch, and
+      locked until the run ends (`lock`): a second run on it, also with `overwrite`, is refused.
+    - The weights are hashed again at the end: if they changed during the run (a training thread),
+      the run's batches are discarded and it raises, rather than return a table of two models.
     - `strict`: an image that cannot be read raises; by default it becomes rows with an `error`.
     - `engine`: "local" (this process) or "ray" (a pool of Ray actors, `pip install
       xcam-widgets[ray]`; `engine_options`: `xcam_widgets.evaluation.ray.evaluate_on_ray`).
@@ -115,10 +120,10 @@ def evaluate(
     )
     columns = table_columns(chosen, source.has_masks)
     meta = run_meta(bundle, source, names, layer_list, batch_options, columns)
+    meta["fingerprint"] = run_fingerprint(bundle, source, batch_size)
     manifest = _normalised(
         {
             "format": FORMAT,
-            "model_and_images": fingerprint(images, bundle.name),
             "methods": names,
             "layers": layer_list,
             "settings": meta["settings"],
@@ -127,39 +132,50 @@ def evaluate(
             "meta": meta,
         }
     )
-    description = f"{len(names)} method(s) × {len(layer_list)} layer(s)"
-    with _parts(out, manifest, overwrite, engine) as parts:
+    common: dict[str, Any] = dict(
+        batch_size=batch_size,
+        strict=strict,
+        progress=progress,
+        description=f"{len(names)} method(s) × {len(layer_list)} layer(s)",
+        stop=stop,
+    )
+    with _parts(out, manifest, overwrite, engine) as parts:  # `out` locked until its last file is written
         collector = Collector(parts, on_rows)
-        collector.resume()
-        common: dict[str, Any] = dict(
-            batch_size=batch_size, strict=strict, progress=progress, description=description, stop=stop
-        )
-        if engine == "ray":
-            shipped = model_or_name if isinstance(model_or_name, str) else bundle
-            evaluate_on_ray(
-                shipped,
-                source,
-                names,
-                layer_list,
-                batch_options,
-                collector,
-                device=device,
-                **common,
-                **dict(engine_options or {}),
+        try:
+            collector.resume()
+            if engine == "ray":
+                shipped = model_or_name if isinstance(model_or_name, str) else bundle
+                ray_options: dict[str, Any] = dict(engine_options or {})
+                evaluate_on_ray(
+                    shipped, source, names, layer_list, batch_options, collector, device=device, **common, **ray_options
+                )
+            else:
+                run_local(bundle, source, names, layer_list, batch_options, collector, **common)
+        finally:
+            changed = weights_hash(bundle.model) != meta["fingerprint"]["weights"]
+            discarded = len(collector.written)
+            if changed:
+                collector.discard_written()
+        if changed:
+            kept = ""
+            if out is not None and parts is not None:
+                kept = f"; its {discarded} batch(es) were deleted from {str(parts.path)!r}, the earlier ones stay"
+            raise RuntimeError(
+                "the model's weights changed during the run (e.g. training in another thread), so its rows would "
+                f"mix two versions of the model: no table is returned{kept}. Rerun with the weights fixed "
+                "(with overwrite=True for new weights)"
             )
-        else:
-            run_local(bundle, source, names, layer_list, batch_options, collector, **common)
-    table = rows_frame(list(collector.rows.values()), columns)
-    complete = len(collector.done) == len(source)
-    if not complete and not (stop is not None and stop.is_set()):
-        where = f" in {str(run_paths(out).parts)!r}" if out is not None else ""
-        raise RuntimeError(
-            f"the {engine} engine finished with {len(source) - len(collector.done)} images "
-            f"missing{where}; rerun to resume"
-        )
-    result = EvaluationResult(table, summarize(table), collector.maps, manifest["meta"], complete)
-    if out is not None and complete:
-        write_outputs(run_paths(out), result)
+        table = rows_frame(list(collector.rows.values()), columns)
+        complete = len(collector.done) == len(source)
+        if not complete and not (stop is not None and stop.is_set()):
+            where = f" in {str(run_paths(out).parts)!r}" if out is not None else ""
+            raise RuntimeError(
+                f"the {engine} engine finished with {len(source) - len(collector.done)} images "
+                f"missing{where}; rerun to resume"
+            )
+        result = EvaluationResult(table, summarize(table), collector.maps, manifest["meta"], complete)
+        if out is not None and complete:
+            write_outputs(run_paths(out), result)
     return result
 
 
@@ -171,7 +187,8 @@ def run_meta(
     batch_options: Mapping[str, Any],
     columns: list[str],
 ) -> dict[str, Any]:
-    """What is needed to show a run again (`<stem>.meta.json`): see `xcam_widgets.evaluation`."""
+    """What is needed to show a run again (`<stem>.meta.json`): see `xcam_widgets.evaluation`. The
+    runner adds what its rows depend on (`fingerprint.run_fingerprint`), which a resumed run checks."""
     settings = {name: batch_options[name] for name in ("target", "metrics", "steps", "tolerance", "method_options")}
     return {
         "format": FORMAT,
@@ -200,7 +217,8 @@ def _parts(
 ) -> Iterator[PartsFolder | None]:
     """`out`'s parts folder, checked and claimed; without `out`, none (local) or a temporary one (Ray)."""
     if out is not None:
-        yield prepare_out(out, manifest, overwrite)
+        with prepare_out(out, manifest, overwrite) as parts:
+            yield parts
     elif engine == "ray":
         with temporary_parts() as parts:
             parts.claim(manifest)

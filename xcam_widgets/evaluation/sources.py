@@ -9,7 +9,6 @@ images. An image that cannot be read becomes a `Failure` of the batch (or raises
 
 from __future__ import annotations
 
-import hashlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -23,8 +22,10 @@ from PIL import Image
 from torch.utils.data import Dataset, IterableDataset
 
 from ..images import load_image
+from ..shapes import nets
 from ..shapes.dataset import SHAPE_CLASSES, ShapesBatch
 from ..views import display_image
+from .shapes_inputs import shapes_pil, through_preprocess
 from .specs import SPEC_PREFIXES, is_shapes, shapes_from_spec
 
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".ppm", ".tif", ".tiff", ".webp")
@@ -114,7 +115,8 @@ class Source(ABC):
 
 @dataclass
 class ShapesSource(Source):
-    """The shapes benchmark: images in [0, 1] preprocessed by the model's preprocess (on tensors)."""
+    """The shapes benchmark: images in [0, 1]. The shapes nets' preprocess takes them as one tensor;
+    any other preprocess gets each as a PIL image, and the masks move into its frame (`shapes_inputs`)."""
 
     data: ShapesBatch
     preprocess: Callable
@@ -132,20 +134,22 @@ class ShapesSource(Source):
 
     def take(self, positions: Sequence[int], strict: bool = True) -> ImageBatch:
         index = torch.as_tensor(list(positions), dtype=torch.long)
+        images, masks = self.data.images[index], self.data.masks[index]
+        if self.preprocess is nets.preprocess:
+            x = self.preprocess(images)
+        else:
+            x, masks = through_preprocess(images, masks, self.preprocess)
         return ImageBatch(
-            positions=index.tolist(),
-            ids=index.tolist(),
-            x=self.preprocess(self.data.images[index]),
-            labels=self.data.labels[index, 0],
-            masks=self.data.masks[index],
+            positions=index.tolist(), ids=index.tolist(), x=x, labels=self.data.labels[index, 0], masks=masks
         )
 
     def image(self, image_id: Any) -> Image.Image:
-        return Image.fromarray(self.image_for_display(image_id))
+        return shapes_pil(self.data.images[_index(image_id, len(self))])
 
     def image_for_display(self, image_id: Any) -> np.ndarray:
-        pixels = self.data.images[_index(image_id, len(self))].permute(1, 2, 0) * 255
-        return pixels.round().clamp(0, 255).to(torch.uint8).numpy()
+        if self.preprocess is not nets.preprocess:  # another model's input frame (resize, crop)
+            return super().image_for_display(image_id)
+        return np.array(self.image(image_id))
 
     def position(self, image_id: Any) -> int:
         return _index(image_id, len(self))
@@ -266,6 +270,11 @@ def as_pil(image: Any) -> Image.Image:
     if isinstance(image, Image.Image):
         return load_image(image)
     if isinstance(image, np.ndarray):
+        if image.ndim == 3 and image.shape[2] not in (1, 3):
+            hint = " (channels first? give array.transpose(1, 2, 0))" if image.shape[0] in (1, 3) else ""
+            raise ValueError(
+                f"a Dataset numpy image must be [H, W, C] or [H, W] with C = 1 or 3, got {list(image.shape)}{hint}"
+            )
         image = torch.from_numpy(np.ascontiguousarray(image))
         if image.ndim == 3:
             image = image.permute(2, 0, 1)  # numpy images are [H, W, C]
@@ -355,25 +364,6 @@ def categories_of(images: Any) -> list[str]:
     return [str(c) for c in classes] if isinstance(classes, (list, tuple)) else []
 
 
-def fingerprint(images: Any, model: str) -> str:
-    """What identifies an evaluation's images and model, so that a resumed run can check that its
-    `out` holds the same one: the spec, path or file list, a hash of a ShapesBatch's pixels, or a
-    Dataset's type, length, `root` and `targets`."""
-    if isinstance(images, ShapesBatch):
-        digest = hashlib.sha1(images.images.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
-        described = f"ShapesBatch({len(images)}, sha1={digest[:16]})"
-    elif isinstance(images, Dataset):
-        extra = repr((getattr(images, "root", None), getattr(images, "targets", None)))
-        digest = hashlib.sha1(extra.encode()).hexdigest()
-        described = f"{type(images).__name__}({len(images)}, sha1={digest[:16]})"  # type: ignore[arg-type]
-    elif isinstance(images, (str, os.PathLike)):
-        described = os.fspath(images)
-    else:
-        paths = [os.fspath(p) for p in images]
-        described = f"{len(paths)} files, sha1={hashlib.sha1(repr(paths).encode()).hexdigest()[:16]}"
-    return repr((model, described))
-
-
 __all__ = [
     "DatasetSource",
     "Failure",
@@ -384,7 +374,6 @@ __all__ = [
     "Source",
     "as_pil",
     "categories_of",
-    "fingerprint",
     "is_shapes",
     "open_images",
 ]

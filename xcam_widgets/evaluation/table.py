@@ -56,6 +56,12 @@ ID_COLUMNS: tuple[str, ...] = ("row", "image", "method", "layer", "class", "clas
 PREDICTION_COLUMNS: tuple[str, ...] = ("label", "predicted", "confidence", "correct")
 ERROR_COLUMN = "error"
 TEXT_COLUMNS: tuple[str, ...] = ("class_name", ERROR_COLUMN)  # may hold empty strings
+NAME_COLUMNS: tuple[str, ...] = ("image", "method", "layer")  # strings (or ints) that are never missing
+# pandas' default NA strings (`read_csv`'s `na_values`), for the numeric columns only.
+NA_STRINGS: tuple[str, ...] = (
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+)  # fmt: skip
 BINARY_COLUMNS: tuple[str, ...] = ("correct", "increase", "pointing", ERROR_COLUMN)
 SUMMARY_COLUMNS: tuple[str, ...] = ("method", "layer", "metric", "n", "mean", "ci_low", "ci_high")
 Z_95 = 1.959963984540054
@@ -162,13 +168,17 @@ def rows_frame(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> pd.
 
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    """A table written by `evaluate(out=...)`, read back as it was: the empty `error` and
-    `class_name` strings stay strings (a plain `pd.read_csv` reads them, and "NA", as NaN)."""
-    frame = pandas().read_csv(path, dtype={column: str for column in TEXT_COLUMNS})
-    for column in TEXT_COLUMNS:
-        if column in frame:
-            frame[column] = frame[column].fillna("")
-    return frame
+    """A table written by `evaluate(out=...)`, read back as it was. A plain `pd.read_csv` reads the
+    empty `error` and `class_name` strings, and class names such as "NA", "None", "null", "nan" or
+    "N/A", as NaN. Here the text columns keep every string, the name columns (`image`, `method`,
+    `layer`) read only an empty field as missing, and the numeric columns keep pandas' NA strings."""
+    pd = pandas()
+    header = pd.read_csv(path, nrows=0).columns
+    missing = {
+        column: [] if column in TEXT_COLUMNS else [""] if column in NAME_COLUMNS else list(NA_STRINGS)
+        for column in header
+    }
+    return pd.read_csv(path, dtype={column: str for column in TEXT_COLUMNS}, keep_default_na=False, na_values=missing)
 
 
 def pandas() -> Any:
