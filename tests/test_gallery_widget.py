@@ -217,7 +217,7 @@ def test_reopening_a_csv_or_parts_folder_runs_nothing(bundle, earlier, tmp_path)
             assert shown_rows(gallery) == list(range(24))
             assert gallery.progress_label.value == "12 / 12 images · done"
             gallery.controls.sort_by.value = "pointing"
-            gallery.export_sheet(tmp_path / "sheet.png")
+            gallery.export_sheet(tmp_path / "sheet.png", overwrite=True)
             gallery.close()
     finally:
         remove()

@@ -2,8 +2,10 @@
 or an earlier run reopened (an `EvaluationResult`, the CSV of `evaluate(out=...)`, or a parts
 folder), with nothing recomputed.
 
-A new run's arguments go through the runner's own checks (`evaluation.arguments`) here, in the
-caller's thread, so that a bad argument raises at once instead of failing later in the thread.
+A new run's arguments go through the runner's own checks (`evaluation.arguments`, which also
+refuses a detector) here, in the caller's thread, and `GalleryRun.start` returns only once the
+runner in its thread has passed the rest (`out`: a directory, an unwritable place, another run's
+files or parts), so that a bad argument raises at once instead of failing later in the thread.
 The model is resolved once: the run and any Explorer opened from the Gallery share that object.
 """
 
@@ -27,7 +29,7 @@ from ..evaluation.arguments import (
     method_names,
 )
 from ..evaluation.parts import MANIFEST
-from ..evaluation.table import table_columns
+from ..evaluation.table import run_paths, table_columns
 from ..models import ModelBundle
 from .run import GalleryRun, Listener
 
@@ -49,13 +51,19 @@ RUN_OPTIONS: tuple[str, ...] = (  # `evaluate`'s keywords a Gallery passes throu
 @dataclass
 class GalleryData:
     """The model (shared with any Explorer), the run (growing or finished), the images to draw
-    thumbnails from (None when they cannot be reopened), and a note for the user (or "")."""
+    thumbnails from (None when they cannot be reopened), a note for the user (or ""), the run's
+    methods and layers (as far as known), whether the methods were the defaults, and the run's
+    own files (`out`'s, or those reopened), which an export must never replace."""
 
     bundle: ModelBundle
     run: GalleryRun
     source: Source | None
     reopened: bool
     note: str = ""
+    methods: tuple[str, ...] = ()
+    layers: tuple[str, ...] = ()
+    default_methods: bool = False
+    files: tuple[Path, ...] = ()
 
 
 def is_earlier_run(images: Any) -> bool:
@@ -146,7 +154,9 @@ def _start(
         device=device if engine == "ray" else None,
         **options,
     )
-    return GalleryData(bundle, run, source, reopened=False)
+    out = options.get("out")
+    files = run_files(out) if out is not None else ()
+    return GalleryData(bundle, run, source, False, "", tuple(names), tuple(layer_list), methods is None, files)
 
 
 def _reopen(model: Any, images: Any, device: Any, preprocess: Any, display_images: Any) -> GalleryData:
@@ -171,7 +181,21 @@ def _reopen(model: Any, images: Any, device: Any, preprocess: Any, display_image
             if display_images is not None:
                 raise
             notes.append(f"the run's images cannot be reopened ({error}); thumbnails show the maps alone")
-    return GalleryData(bundle, GalleryRun.finished(result), source, reopened=True, note="; ".join(notes))
+    table = result.table
+    methods = meta.get("methods") or (sorted(set(table["method"].dropna())) if "method" in table else [])
+    layers = meta.get("layers") or (sorted(set(table["layer"].dropna())) if "layer" in table else [])
+    files = () if isinstance(images, EvaluationResult) else run_files(images)
+    run = GalleryRun.finished(result)
+    return GalleryData(bundle, run, source, True, "; ".join(notes), tuple(methods), tuple(layers), False, files)
+
+
+def run_files(out: str | os.PathLike) -> tuple[Path, ...]:
+    """A run's own files: its table, summary, maps, meta and parts folder, given its `out` or its
+    parts folder (`results.parts` stands for `results.csv`)."""
+    path = Path(out)
+    if path.is_dir() or path.suffix == ".parts":
+        path = path.with_name(path.name.removesuffix(".parts") + ".csv")
+    return tuple(run_paths(path))
 
 
 __all__ = ["DEFAULT_BATCH", "DEFAULT_METHODS", "RUN_OPTIONS", "GalleryData", "is_earlier_run", "open_gallery"]

@@ -44,7 +44,9 @@ class Filter:
     `classes`, `methods`, `layers`: keep rows whose `class`, `method`, `layer` is one of these
     (None: any). `outcome`: "correct" / "misclassified" keep labelled rows with `correct` True /
     False, "unlabelled" the rows without a label. `errors`: "only" keeps the rows with an error
-    message, "none" those without. `ranges`: numeric ranges, all of which must hold.
+    message, "none" those without. `ranges`: numeric ranges, all of which must hold. `merge`:
+    twins (kept method, merged method, layer) whose maps are the same (`twins.py`): a row of the
+    merged method is left out when its twin row of the kept method is kept.
     Sequences are stored as sorted tuples, so equal filters are equal keys.
     """
 
@@ -54,6 +56,7 @@ class Filter:
     outcome: Outcome = "all"
     errors: ErrorRows = "all"
     ranges: tuple[Range, ...] = field(default=())
+    merge: tuple[tuple[str, str, str], ...] = field(default=())
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", _choices("classes", self.classes, int))
@@ -68,6 +71,11 @@ class Filter:
             if not isinstance(item, Range):
                 raise ValueError(f"ranges must hold Range values, got {item!r}")
         object.__setattr__(self, "ranges", tuple(sorted(set(ranges), key=lambda r: (r.column, r.low, r.high))))
+        merge = tuple(tuple(twin) for twin in self.merge)
+        for twin in merge:
+            if len(twin) != 3 or not all(isinstance(name, str) for name in twin):
+                raise ValueError(f"merge must hold (kept method, merged method, layer) names, got {twin!r}")
+        object.__setattr__(self, "merge", tuple(sorted(set(merge))))
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
 """The Gallery's background run, without widgets: `xw.evaluate` in a thread, its rows kept as they come.
 
-`GalleryRun.start(...)` calls `evaluate(..., on_rows=..., stop=...)` in a daemon thread. Each
+`GalleryRun.start(...)` calls `evaluate(..., on_rows=..., stop=...)` in a daemon thread, and
+returns once the runner has passed all its checks (it asks `stop` first just before its first
+batch), so an argument or `out` it refuses raises in the caller's thread. Each
 finished batch's rows become one small DataFrame (a `snapshot` concatenates them, O(rows) per
 snapshot, never a per-row Python loop over the whole table) and its maps go into one `MapStore`
 (append-only, so a reader's look-ups are safe while rows arrive). A listener is told after each
@@ -65,7 +67,7 @@ class GalleryRun:
         self._state = "running"
         self._error: BaseException | None = None
         self._version = 0
-        self._stop = threading.Event()
+        self._stop = _StopAfterChecks()
         self._thread: threading.Thread | None = None
 
     @classmethod
@@ -93,13 +95,23 @@ class GalleryRun:
         **evaluate_options: Any,
     ) -> GalleryRun:
         """Start `evaluate(model, images, **evaluate_options)` in a background thread (with
-        `on_rows`, `stop` and `progress=False` set here)."""
+        `on_rows`, `stop` and `progress=False` set here), and return once the runner has passed
+        its own checks (arguments, `out`, the model's task): an error they raise is raised here,
+        in the caller's thread, with no thread left behind."""
         run = cls(columns, images_total, rows_per_image, listener)
         run._thread = threading.Thread(
             target=run._work, args=(model, images, evaluate_options), daemon=True, name="xcam-widgets gallery run"
         )
         _LIVE.add(run)
         run._thread.start()
+        try:
+            run._stop.checked.wait()
+        except BaseException:  # e.g. Ctrl-C while the runner checks: no run left behind
+            run.close()
+            raise
+        if run._error is not None and not run._stop.passed:  # refused before any work: the caller's error
+            run.join()
+            raise run._error
         return run
 
     # --- state ------------------------------------------------------------------------------
@@ -156,6 +168,8 @@ class GalleryRun:
             self._finish(None, error)
         else:
             self._finish(result, None)
+        finally:
+            self._stop.checked.set()
         self._notify()
 
     def _on_rows(self, rows: list[dict], maps: Mapping[int, np.ndarray]) -> None:
@@ -191,6 +205,22 @@ class GalleryRun:
             listener(self)
         except Exception as error:  # a drawing error must not end the evaluation
             self.listener_error = error
+
+
+class _StopAfterChecks(threading.Event):
+    """The run's `stop` event, which also tells `start` when `evaluate` has checked every argument
+    and `out`: the runner asks it first just before its first batch, after all its checks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checked = threading.Event()  # set when the checks passed, or when the run ended
+        self.passed = False
+
+    def is_set(self) -> bool:
+        if not self.passed:
+            self.passed = True
+            self.checked.set()
+        return super().is_set()
 
 
 _LIVE: weakref.WeakSet[GalleryRun] = weakref.WeakSet()

@@ -33,20 +33,35 @@ CLASS_SUMMARY_COLUMNS: tuple[str, ...] = (
 class Distribution:
     """`values[i]`: the finite values of `metric` in group `groups[i]` (e.g. a method), in the
     selection's order: the data of a box or violin plot. `counts[i]`: their histogram over the
-    shared bin `edges` (len(edges) = bins + 1), which is all a histogram needs to send."""
+    shared bin `edges` (len(edges) = bins + 1), which is all a histogram needs to send.
+    `below[i]` / `above[i]`: the group's values outside the bins (±inf included), and
+    `missing[i]` its NaN values, so that a histogram can say what it leaves out."""
 
     metric: str
     groups: tuple[str | int | float, ...]
     values: tuple[np.ndarray, ...]
     edges: np.ndarray
     counts: np.ndarray
+    below: np.ndarray
+    above: np.ndarray
+    missing: np.ndarray
+
+    @property
+    def outside(self) -> str:
+        """What the bins leave out, in words ("" when nothing): e.g. "2 below the bins, 1 missing (NaN)"."""
+        counts = ((self.below, "below the bins"), (self.above, "above the bins"), (self.missing, "missing (NaN)"))
+        parts = [f"{int(n.sum())} {what}" for n, what in counts if n.sum()]
+        return ", ".join(parts)
 
 
 def distribution(selection: Selection, metric: str, *, by: str = "method", bins: int = 30) -> Distribution:
     """The distribution of the numeric column `metric` per value of the column `by`.
 
-    NaN values are left out (a group may end up empty); groups follow the sorted values of `by`,
-    and rows where `by` is missing are left out. With no finite value at all the edges span [0, 1].
+    The bins span the finite values inside Tukey's far fences, [Q1 - 3 IQR, Q3 + 3 IQR] (all of
+    them for most data), so that one huge value (±1e308) or an infinite one cannot stretch the
+    bins until every other value falls in one; what lies outside is counted in `below` /
+    `above`, and NaN in `missing`. Groups follow the sorted values of `by`, and rows where `by` is
+    missing are left out. With no finite value at all the edges span [0, 1].
     """
     bins = positive_int("bins", bins)
     table = selection.table
@@ -55,12 +70,37 @@ def distribution(selection: Selection, metric: str, *, by: str = "method", bins:
     codes = group_keys.keys[selection.positions]
     present = np.unique(codes[~np.isnan(codes)])
     names = tuple(_label(group_keys.labels, code) for code in present)
+    members = [codes == code for code in present]
     finite = np.isfinite(values)
-    groups = tuple(values[finite & (codes == code)] for code in present)
-    kept = values[finite]
-    edges = np.histogram_bin_edges(kept, bins=bins) if len(kept) else np.linspace(0.0, 1.0, bins + 1)
+    groups = tuple(values[finite & member] for member in members)
+    edges = _edges(values[finite], bins)
     counts = np.array([np.histogram(g, bins=edges)[0] for g in groups], dtype=np.int64).reshape(len(groups), bins)
-    return Distribution(metric, names, groups, edges, counts)
+    with np.errstate(invalid="ignore"):
+        below = np.array([np.sum(member & (values < edges[0])) for member in members], dtype=np.int64)
+        above = np.array([np.sum(member & (values > edges[-1])) for member in members], dtype=np.int64)
+    missing = np.array([np.sum(member & np.isnan(values)) for member in members], dtype=np.int64)
+    return Distribution(metric, names, groups, edges, counts, below, above, missing)
+
+
+def _edges(finite: np.ndarray, bins: int) -> np.ndarray:
+    """`bins` + 1 equal-width edges over the finite values inside Tukey's far fences (see
+    `distribution`; all of them when the IQR is 0 or overflows), computed as lo·(1 - t) + hi·t so
+    that no step overflows, even over ±1e308."""
+    if not len(finite):
+        return np.linspace(0.0, 1.0, bins + 1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        q1, q3 = np.quantile(finite, [0.25, 0.75])
+        spread = 3.0 * (q3 - q1)
+        if 0 < spread < np.inf:
+            finite = finite[(finite >= q1 - spread) & (finite <= q3 + spread)]
+    lo, hi = float(finite.min()), float(finite.max())
+    if lo == hi:  # one value: a window around it, kept finite
+        half, top = 0.5 * max(1.0, abs(lo)), float(np.finfo(np.float64).max)
+        lo, hi = max(lo - half, -top), min(hi + half, top)
+    t = np.linspace(0.0, 1.0, bins + 1)
+    edges = lo * (1.0 - t) + hi * t
+    edges[0], edges[-1] = lo, hi
+    return edges
 
 
 def class_summary(selection: Selection, metric: str | None = None, *, by: str = "class") -> pd.DataFrame:

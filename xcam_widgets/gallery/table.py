@@ -21,6 +21,7 @@ import numpy as np
 from ..checks import positive_int
 from .columns import ColumnKeys, column_keys, error_flags, require_pandas
 from .query import Filter, Sort
+from .twins import twin_positions
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -112,6 +113,7 @@ class GalleryTable:
         self._cache_size = positive_int("cache_size", cache_size)
         self._keys: dict[str, ColumnKeys] = {}
         self._errors: np.ndarray | None = None
+        self._twin_positions: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]] = {}
         self._orders: OrderedDict[Sort, np.ndarray] = OrderedDict()
         self._selections: OrderedDict[tuple[Filter, Sort], Selection] = OrderedDict()
 
@@ -191,7 +193,20 @@ class GalleryTable:
             values = self.values(r.column)
             with np.errstate(invalid="ignore"):
                 narrow((values >= r.low) & (values <= r.high))
+        if filter.merge:
+            kept = np.ones(len(self), dtype=bool) if mask is None else mask
+            hide = np.zeros(len(self), dtype=bool)
+            for twin in filter.merge:
+                merged, partner = self._twins(twin)
+                hide[merged[kept[partner]]] = True
+            narrow(~hide)
         return mask
+
+    def _twins(self, twin: tuple[str, str, str]) -> tuple[np.ndarray, np.ndarray]:
+        """`twin_positions` of this table, computed once per twin."""
+        if twin not in self._twin_positions:
+            self._twin_positions[twin] = twin_positions(self.frame, twin)
+        return self._twin_positions[twin]
 
     def _order(self, sort: Sort) -> np.ndarray:
         """All positions in `sort`'s order: a stable argsort of the keys (negated when descending;

@@ -4,7 +4,10 @@ column, with summary plots, exports, and an Explorer opened below on any row.
 The widget only wires and draws: `gallery.opening` checks the arguments and starts (or reopens)
 the run, `gallery.run` collects its rows in the background, `GalleryView` filters, sorts and
 pages them, `page_thumbnails` draws thumbnails from the stored maps (never from the network), and
-`class_summary` / `distribution` give the summaries. Rows arrive in the run's thread: each batch
+`class_summary` / `distribution` give the summaries. The view is a `ControlledView`
+(`gallery_controls`): any change of it, from the menus or from code (`GalleryAPI`: `sort`,
+`filter`, `page`, `add_column`, the exports), sets the menus and redraws the tiles, so the two
+never disagree. Rows arrive in the run's thread: each batch
 becomes a new `GalleryTable`, built outside the lock and swapped in under it; every change of
 what is shown holds `_lock`, so the run's updates and the user's clicks never interleave.
 """
@@ -13,7 +16,6 @@ from __future__ import annotations
 
 import html
 import threading
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import ipywidgets as W
@@ -21,28 +23,30 @@ import numpy as np
 
 from ..checks import positive_int
 from ..gallery import (
+    DEFAULT_EXPORT_NAME,
     DEFAULT_PAGE_SIZE,
     DEFAULT_SHEET_ROWS,
+    Filter,
     GalleryTable,
-    GalleryView,
     ThumbnailStyle,
     caption_lines,
     class_summary,
     distribution,
     encode_all,
     page_thumbnails,
-    write_csv,
-    write_sheet,
 )
 from ..gallery.columns import error_flags
 from ..gallery.display import DisplayImages
-from ..gallery.opening import DEFAULT_BATCH, open_gallery
+from ..gallery.extra import ExtraColumns
+from ..gallery.opening import DEFAULT_BATCH, GalleryData, open_gallery
 from ..gallery.run import GalleryRun, RunSnapshot
+from ..gallery.twins import merged_label, twins
 from .controls import descendants
 from .explorer import Explorer
+from .gallery_api import GalleryAPI
+from .gallery_controls import ControlledView, Controls
 from .gallery_panel import (
     NOT_METRICS,
-    Controls,
     ExportPanel,
     Tile,
     caption_html,
@@ -54,7 +58,7 @@ from .gallery_panel import (
 from .live_figure import LiveFigure
 
 
-class Gallery(W.VBox):
+class Gallery(GalleryAPI, W.VBox):
     """`Gallery(model, images, methods, layers, target, ...)`: evaluate `images` in the background
     and browse the rows as they come; or `Gallery(model, earlier_run)` to browse an
     `EvaluationResult`, the CSV of `xw.evaluate(out=...)` or its parts folder, computing nothing.
@@ -66,11 +70,17 @@ class Gallery(W.VBox):
       held them in memory (a Dataset or ShapesBatch).
     - `methods`, `layers`, `target`, `metrics`, `batch_size`, `device`, and `run_options` (`out`,
       `overwrite`, `steps`, `tolerance`, `chunk_size`, `method_options`, `strict`, `engine`,
-      `engine_options`): as in `xw.evaluate`; they apply to a new run only.
+      `engine_options`): as in `xw.evaluate`; they apply to a new run only, and the runner checks
+      them (and `out`) before the constructor returns.
     - `metric`: the column shown in captions and summaries (default: energy, pointing, deletion, ...).
     - `background=False` waits for the whole run in the constructor (scripts, tests).
 
-    `close()` stops the run after its current batch; so does the interpreter's exit.
+    From code: `sort`, `filter` and `page` drive the menus (as does `view.set_sort`, ...), so the
+    menus, the tiles and `view.page.rows` always agree; `add_column` adds a column of your own.
+    Where Grad-CAM = XGrad-CAM (a layer before global average pooling and a linear layer), the
+    view says so, and "one tile for identical maps" (on by default for the default methods)
+    shows one tile labelled with both. `close()` stops the run after its current batch; so does
+    the interpreter's exit.
     """
 
     def __init__(
@@ -91,7 +101,7 @@ class Gallery(W.VBox):
         thumbnail_side: int = 96,
         colormap: str = "Jet",
         opacity: float = 0.5,
-        export_path: str = "gallery_selection",
+        export_path: str = DEFAULT_EXPORT_NAME,
         export_limit: int = DEFAULT_SHEET_ROWS,
         background: bool = True,
         **run_options: Any,
@@ -104,9 +114,10 @@ class Gallery(W.VBox):
         self._lock = threading.RLock()
         self._ready = self._closed = self._quiet = False
         self._background = background
-        self._shown_version = -1
+        self._shown: tuple[int, int] = (-1, -1)  # (snapshot version, extra columns version) on screen
         self._thumb_key: tuple | None = None
         self._summary_key: tuple | None = None
+        self.extra = ExtraColumns()
         self.explorer: Explorer | None = None
         self.explorer_row: int | None = None
         data = open_gallery(
@@ -123,7 +134,7 @@ class Gallery(W.VBox):
             listener=self._on_run_update,
             run_options=run_options,
         )
-        self.bundle, self.run, self.source = data.bundle, data.run, data.source
+        self.bundle, self.run, self.source, self.files = data.bundle, data.run, data.source, data.files
         self.model = self.bundle.model
         try:
             if metric is not None and (metric not in self.run.columns or metric in NOT_METRICS):
@@ -131,7 +142,7 @@ class Gallery(W.VBox):
                 raise ValueError(f"metric {metric!r} is not a value column of this run; choose one of {choices}")
             self._wanted_metric = metric
             with self._lock:
-                self._build(page_size, export_path, export_limit, data.reopened)
+                self._build(page_size, export_path, export_limit, data)
                 self._show(self.run.snapshot())
                 self.status.value = html.escape(data.note)
                 self._ready = True
@@ -142,17 +153,28 @@ class Gallery(W.VBox):
             self.wait()
 
     # --- building ---------------------------------------------------------------------------------
-    def _build(self, page_size: int, export_path: str, export_limit: int, reopened: bool) -> None:
+    def _build(self, page_size: int, export_path: str, export_limit: int, data: GalleryData) -> None:
         self.display = DisplayImages(self.source, self.style.side)
-        self.table = GalleryTable(self.run.snapshot().table)
-        self.view = GalleryView(self.table, page_size=page_size)
+        self._snapshot = self.run.snapshot()
+        self.table = GalleryTable(self._snapshot.table)
+        self.twins = twins(self.model, data.methods, data.layers)
+        self.controls = Controls(page_size, self.twins)
+        merge = self.twins if data.default_methods else ()
+        self.view = ControlledView(
+            self.table,
+            page_size=page_size,
+            controls=self.controls,
+            lock=self._lock,
+            changed=self._on_view_change,
+            filter=Filter(merge=merge),
+        )
+        self.controls.merge_twins.value = bool(merge)
         self.maps: Mapping[int, np.ndarray] = {}
-        self.controls = Controls(page_size)
         self.export = ExportPanel(export_path, export_limit)
         self.status = W.HTML()
         self.progress = W.IntProgress(value=0, min=0, max=1, layout=W.Layout(width="240px"))
         self.progress_label = W.HTML()
-        self.cancel_button = W.Button(description="Cancel", icon="stop", disabled=reopened)
+        self.cancel_button = W.Button(description="Cancel", icon="stop", disabled=data.reopened)
         self.tiles = [Tile(self.style.side) for _ in range(page_size)]
         self.grid = W.GridBox(
             self.tiles,
@@ -167,9 +189,11 @@ class Gallery(W.VBox):
         for widget in (*self.controls.filter_widgets, self.controls.sort_by, self.controls.descending):
             widget.observe(lambda change: self._on_control(self._apply_query), names="value")
         self.controls.metric.observe(lambda change: self._on_control(self._render), names="value")
-        self.controls.page_size.observe(lambda change: self._guarded(self._on_page_size), names="value")
-        self.controls.previous.on_click(lambda button: self._guarded(lambda: self._turn(-1)))
-        self.controls.next.on_click(lambda button: self._guarded(lambda: self._turn(1)))
+        self.controls.page_size.observe(
+            lambda change: self._on_control(lambda: self.view.set_page_size(int(change["new"]))), names="value"
+        )
+        self.controls.previous.on_click(lambda button: self._guarded(self.view.previous_page))
+        self.controls.next.on_click(lambda button: self._guarded(self.view.next_page))
         for tile in self.tiles:
             self._wire_tile(tile)
         self.export.csv.on_click(lambda button: self._guarded(self.export_csv))
@@ -193,17 +217,22 @@ class Gallery(W.VBox):
     # --- rows arriving (the run's thread) -----------------------------------------------------------
     def _on_run_update(self, run: GalleryRun) -> None:
         snapshot = run.snapshot()
-        table = GalleryTable(snapshot.table) if snapshot.version > self._shown_version else None  # off the lock
+        extra = self.extra.version
+        fresh = snapshot.version > self._shown[0]
+        table = GalleryTable(self.extra.apply(snapshot.table)) if fresh else None  # built off the lock
         with self._lock:
             if self._ready and not self._closed:
-                self._guarded(lambda: self._show(snapshot, table))
+                self._guarded(lambda: self._show(snapshot, table if extra == self.extra.version else None))
 
     def _show(self, snapshot: RunSnapshot, table: GalleryTable | None = None) -> None:
         """Show a snapshot's rows (keeping the filter, sort and page) and the run's progress."""
-        if snapshot.version > self._shown_version:
-            table = table if table is not None else GalleryTable(snapshot.table)
+        if snapshot.version < self._shown[0]:  # never back to fewer rows
+            snapshot, table = self._snapshot, None
+        if snapshot.version > self._shown[0] or self.extra.version != self._shown[1]:
+            table = table if table is not None else GalleryTable(self.extra.apply(snapshot.table))
             self.view.set_table(table)
-            self.table, self.maps, self._shown_version = table, snapshot.maps, snapshot.version
+            self.table, self.maps, self._snapshot = table, snapshot.maps, snapshot
+            self._shown = (snapshot.version, self.extra.version)
             self._quietly(lambda: self.controls.set_choices(table, self.bundle.categories, self._wanted_metric))
             self._render()
         done = snapshot.images_done
@@ -214,12 +243,14 @@ class Gallery(W.VBox):
         ]
         self.cancel_button.disabled = snapshot.state != "running"
         if snapshot.error is not None:
-            self._show_error(snapshot.error, "the run stopped; the rows so far stay")
+            rows = len(snapshot.table)
+            kept = f"its {rows} rows so far stay" if rows else "it computed no row"
+            self._show_error(snapshot.error, f"the run stopped after {done} of {total} images; {kept}")
         self.progress_label.value = f"{done} / {total} images · {snapshot.state}"  # last: the update is whole
 
     # --- the user's changes (the kernel's thread) ---------------------------------------------------
-    def _on_control(self, action: Callable[[], None]) -> None:
-        """A control's change, unless the Gallery itself is updating the controls' choices."""
+    def _on_control(self, action: Callable[[], Any]) -> None:
+        """A control's change, unless the Gallery itself is setting the controls."""
         if not self._quiet:
             self._guarded(action)
 
@@ -232,22 +263,18 @@ class Gallery(W.VBox):
             self.view.set_filter(query)
         if sort != self.view.sort:
             self.view.set_sort(sort.column, sort.descending)
-        self._render()
         self.status.value = ""
 
-    def _on_page_size(self) -> None:
-        size = int(self.controls.page_size.value)
-        self.view.set_page_size(size)
-        while len(self.tiles) < size:
+    def _on_view_change(self) -> None:
+        """After any change of the view: the controls show it, and the tiles its page."""
+        self._quietly(lambda: self.controls.show(self.view.filter, self.view.sort, self.view.page_size))
+        while len(self.tiles) < self.view.page_size:
             tile = Tile(self.style.side)
             self._wire_tile(tile)
             self.tiles.append(tile)
-        self.grid.children = self.tiles[:size]
-        self._thumb_key = None
-        self._render()
-
-    def _turn(self, step: int) -> None:
-        self.view.set_page(self.view.page_index + step)
+        if len(self.grid.children) != self.view.page_size:
+            self.grid.children = self.tiles[: self.view.page_size]
+            self._thumb_key = None
         self._render()
 
     def _guarded(self, action: Callable[[], Any]) -> None:
@@ -259,11 +286,11 @@ class Gallery(W.VBox):
                 self._show_error(error)
 
     def _quietly(self, action: Callable[[], Any]) -> None:
-        self._quiet = True
+        quiet, self._quiet = self._quiet, True
         try:
             action()
         finally:
-            self._quiet = False
+            self._quiet = quiet
 
     def _show_error(self, error: BaseException, note: str = "") -> None:
         suffix = f" ({html.escape(note)})" if note else ""
@@ -287,9 +314,13 @@ class Gallery(W.VBox):
             self._thumb_key = key
         records = page.frame.to_dict("records")
         errors = error_flags(page.frame.get("error"), len(page))
+        merge = self.view.filter.merge
         for i, tile in enumerate(self.tiles):
             if i < len(rows):
-                lines = caption_lines(records[i], self.metric, self.bundle.categories)
+                record = records[i]
+                if merge:
+                    record["method"] = merged_label(str(record.get("method")), str(record.get("layer")), merge)
+                lines = caption_lines(record, self.metric, self.bundle.categories)
                 tile.show(rows[i], caption_html(lines, bool(errors[i])), images[i])
             else:
                 tile.show(None, "", None)
@@ -299,7 +330,7 @@ class Gallery(W.VBox):
         self._render_summary()
 
     def _render_summary(self) -> None:
-        key = (self._shown_version, self.view.filter, self.metric)
+        key = (self._shown, self.view.filter, self.metric)
         if key == self._summary_key:
             return
         selection = self.view.selection
@@ -333,39 +364,6 @@ class Gallery(W.VBox):
         if previous is not None:
             previous.close()
         return explorer
-
-    # --- exports ------------------------------------------------------------------------------------
-    def export_csv(self, path: str | Path | None = None) -> Path:
-        """Write the selection (filtered and sorted, all columns) as CSV; returns the path."""
-        with self._lock:
-            selection = self.view.selection
-            target = write_csv(selection, path if path is not None else self._export_path("csv"))
-            self.status.value = f"wrote {len(selection)} rows to {html.escape(str(target))}"
-            return target
-
-    def export_sheet(self, path: str | Path | None = None, *, format: str = "png", limit: int | None = None) -> Path:
-        """Write a contact sheet ("png" or "html") of the selection's first `limit` rows (the export
-        control's value by default); returns the path."""
-        with self._lock:
-            selection = self.view.selection
-            target, drawn = write_sheet(
-                selection,
-                path if path is not None else self._export_path(format),
-                self.display,
-                self.maps,
-                style=self.style,
-                metric=self.metric,
-                class_names=self.bundle.categories,
-                format=format,
-                limit=int(self.export.limit.value) if limit is None else limit,
-            )
-            self.status.value = (
-                f"wrote a contact sheet of {drawn} of {len(selection)} rows to {html.escape(str(target))}"
-            )
-            return target
-
-    def _export_path(self, suffix: str) -> Path:
-        return Path(self.export.path.value).with_suffix(f".{suffix}")
 
     # --- the run's life -----------------------------------------------------------------------------
     def cancel(self) -> None:

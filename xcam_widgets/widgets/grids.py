@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 import torch
 
+from ..gallery.twins import twins
 from ..images import SAMPLE_IMAGES, sample_image
 from ..methods import GRADIENT_METHODS, REGISTRY, get_method
 from ..models import ModelBundle, load_model
@@ -50,11 +51,16 @@ def method_grid(
     target: int | None = None,
     methods: Sequence[str] = GRADIENT_METHODS,
 ) -> LiveFigure:
-    """Several methods side by side at one layer for one class (gradient methods share one pass)."""
+    """Several methods side by side at one layer for one class (gradient methods share one pass).
+    Methods whose maps are the same at this layer (Grad-CAM = XGrad-CAM before global average
+    pooling and a linear layer, `gallery.twins`) share one panel, titled with both."""
     s = _session(model, image)
     target = s.predictions(1)[0].index if target is None else target
     layer = layer or s.default_layer
     maps = s.method_maps(layer, target, methods)
-    fig = figures.small_multiples(s.display, list(maps.values()), [REGISTRY[m].title for m in maps])
+    titles = {m: REGISTRY[m].title for m in maps}
+    for kept, merged, _ in twins(s.model, maps, [layer]):
+        titles[kept] = f"{titles[kept]} = {titles.pop(merged)}"
+    fig = figures.small_multiples(s.display, [maps[m] for m in titles], list(titles.values()))
     fig.update_layout(title=f"'{s.class_name(target)}' at {layer}")
     return LiveFigure(fig)
