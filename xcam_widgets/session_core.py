@@ -19,7 +19,7 @@ never held while waiting for the model.
 from __future__ import annotations
 
 import threading
-from collections import Counter, OrderedDict
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Mapping, Sequence
 
@@ -35,6 +35,7 @@ from .explain import Explanation, assemble
 from .forward_graph import ForwardGraph, HeldBytes, KeptGradients, held_bytes
 from .images import ImageSource, load_image
 from .inputs import prepare_input
+from .lru import LRU
 from .methods import Method, check_options, get_method
 from .methods.context import MethodContext
 from .model_state import Look, ModelWatch, evaluation_mode
@@ -56,38 +57,6 @@ class Prediction:
     logit: float
 
 
-class LRU:
-    """A small thread-safe least-recently-used cache."""
-
-    def __init__(self, size: int):
-        self.size = size
-        self._items: OrderedDict[Hashable, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable) -> Any:
-        """The value stored under `key` (now the most recent), or None."""
-        with self._lock:
-            if key not in self._items:
-                return None
-            self._items.move_to_end(key)
-            return self._items[key]
-
-    def put(self, key: Hashable, value: Any) -> Any:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return value
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def values(self) -> list[Any]:
-        with self._lock:
-            return list(self._items.values())
-
-
 @dataclass
 class _Image:
     """One image and everything computed for it with one state of the model; `set_image` replaces it
@@ -101,6 +70,7 @@ class _Image:
     results: LRU
     passes: KeptGradients
     graph: ForwardGraph | None = None
+    display_note: str | None = None  # why the photo shown is not the plain resized photo (`views.display_frame`)
 
 
 def options_key(options: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -146,23 +116,25 @@ class SessionCore:
             x = prepare_input(self.model, source)
             if x.shape[0] != 1:
                 raise ValueError(f"the explorer shows one image; got a batch of {x.shape[0]}")
-            shown = views.tensor_display(x[0])
+            shown, note = views.tensor_display(x[0]), None
         else:
             if self.bundle.preprocess is None:
                 raise TypeError("this model has no preprocessing: pass a preprocessed [C, H, W] tensor")
             pil = load_image(image)
             source = self.bundle.preprocess(pil)
             x = prepare_input(self.model, source)
-            shown = views.display_image(self.bundle.preprocess, pil, (x.shape[2], x.shape[3]))
+            frame = views.display_frame(self.bundle.preprocess, pil, (x.shape[2], x.shape[3]), model_input=x[0])
+            shown, note = frame.pixels, frame.note
         with self._swap:
             self._generations += 1
             self._commit(self._watch.look())
-            self._current = self._fresh(self._generations, source, x, shown)
+            self._current = self._fresh(self._generations, source, x, shown, note)
 
-    def _fresh(self, generation: int, source: torch.Tensor, x: torch.Tensor, display: np.ndarray) -> _Image:
-        return _Image(
-            generation, source, x, display, LRU(self.cache_size), KeptGradients(CLASS_PASSES, self.gradient_budget)
-        )
+    def _fresh(
+        self, generation: int, source: torch.Tensor, x: torch.Tensor, shown: np.ndarray, note: str | None
+    ) -> _Image:
+        passes = KeptGradients(CLASS_PASSES, self.gradient_budget)
+        return _Image(generation, source, x, shown, LRU(self.cache_size), passes, display_note=note)
 
     def _commit(self, look: Look) -> None:
         """Caches are filled for the model as `look` saw it; re-list the layers if its module tree changed."""
@@ -182,7 +154,9 @@ class SessionCore:
             if self._watch.changed(look)[0]:
                 x = prepare_input(self.model, image.source)  # raises (nothing committed) if the model refuses it
                 self._commit(look)
-                image = self._current = self._fresh(image.generation, image.source, x, image.display)
+                image = self._current = self._fresh(
+                    image.generation, image.source, x, image.display, image.display_note
+                )
             return image
 
     @property
@@ -199,6 +173,11 @@ class SessionCore:
     def display(self) -> np.ndarray:
         """The photo as shown, which no model change alters (so no model check)."""
         return self._current.display
+
+    @property
+    def display_note(self) -> str | None:
+        """None when `display` is the photo cropped as the preprocess crops it; else what is shown instead."""
+        return self._current.display_note
 
     @property
     def graph_bytes(self) -> int:
