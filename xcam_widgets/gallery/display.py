@@ -4,7 +4,8 @@ A thumbnail needs the image at `side` pixels, so the full-size pixels are never 
 becomes an `[h, w, 3]` uint8 array with its longer side `side` (about 27 KB at 96 px), and at most
 `cache_size` of them stay (least recently used first out), so memory follows the page, not the
 dataset. JPEG files are decoded at a reduced scale (`Image.draft`, the DCT scaling of libjpeg: up
-to 8× fewer pixels to decode) no smaller than the model's input, then framed as the runner frames
+to 8× fewer pixels to decode) no smaller than the model's input where the preprocess resizes first
+(else in full), then framed as the runner frames
 them (`views.display_image`: the preprocess's resize and crop). An image that cannot be read gives
 None (the thumbnail is a placeholder), and is not tried again.
 """
@@ -12,16 +13,20 @@ None (the thumbnail is a placeholder), and is not tried again.
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import partial
 from pathlib import Path
 from typing import Any, Hashable
 
 import numpy as np
 from PIL import Image
+from torchvision import transforms as T
+from torchvision.transforms import functional as TF
+from torchvision.transforms import v2
 
 from ..checks import positive_int
 from ..evaluation import FolderSource, Source
 from ..images import FORMATS, check_size, load_image
-from ..views import display_image
+from ..views import display_image, frame_geometry
 from .thumbnails import downsized
 
 DEFAULT_CACHE = 512
@@ -62,7 +67,19 @@ class DisplayImages:
             pixels = self.source.image_for_display(image_id)
             self._input_size = (int(pixels.shape[0]), int(pixels.shape[1]))
             return pixels
-        return display_image(self.source.preprocess, _reduced(path, self._input_size), self._input_size)
+        reduced = _resizes_first(self.source.preprocess)
+        photo = _reduced(path, self._input_size) if reduced else load_image(path)
+        return display_image(self.source.preprocess, photo, self._input_size)
+
+
+def _resizes_first(preprocess: Any) -> bool:
+    """Whether the preprocess's first geometric step is a resize, so decoding at a reduced scale changes
+    only the resampling; a crop first would cut its fixed-size window out of a smaller photo."""
+    steps = frame_geometry(preprocess)
+    if isinstance(steps, str) or not steps:
+        return False
+    first = steps[0]
+    return isinstance(first, (T.Resize, v2.Resize)) or (isinstance(first, partial) and first.func is TF.resize)
 
 
 def _reduced(path: Path, size: tuple[int, int]) -> Image.Image:
