@@ -75,3 +75,10 @@ JS_SELECT = r"""
           selected: select.options[select.selectedIndex]?.textContent || null};
 }
 """
+
+# Widget outputs that JupyterLab's widget manager replaced with an error ("Error displaying widget: model
+# not found" when a model is missing after the restore of a reloaded page).
+JS_WIDGET_ERRORS = r"""
+() => [...document.querySelectorAll('.jp-OutputArea-output')]
+  .map(e => e.innerText.trim()).filter(t => t.startsWith('Error displaying widget'))
+"""

@@ -32,7 +32,7 @@ from browser_helpers import (
     server_env,
     wait_for,
 )
-from browser_js import JS_ERROR_OUTPUTS, JS_FIND_EXPLORER, JS_HEATMAP, JS_SELECT, JS_STATUS
+from browser_js import JS_ERROR_OUTPUTS, JS_FIND_EXPLORER, JS_HEATMAP, JS_SELECT, JS_STATUS, JS_WIDGET_ERRORS
 
 NOTEBOOK = "01_quickstart.ipynb"
 EXPLORER_TIMEOUT = 240  # s: the first Explorer captures ~200 layers; a loaded 2-core machine is slow
@@ -228,14 +228,21 @@ def test_quickstart_runs_in_jupyterlab_and_the_explorer_responds(browser, lab):
 
 def _reload_shows_the_current_map(page, server: Server, current: dict) -> None:
     """A page that connects late (here: the same notebook reloaded, its kernel still running) must
-    draw the map the controls show now, not the one the figure was created with."""
+    draw the map the controls show now, not the one the figure was created with. `test_browser_reload.py`
+    (heavy) reloads 20 times: JupyterLab's widget manager can give up on a model whose restore is slow."""
     page.locator(".jp-Notebook").first.click()
     page.keyboard.press("Control+s")
     _wait(page, lambda: page.locator(".jp-mod-dirty").count() == 0, "the notebook to be saved", 60, server)
     page.reload(wait_until="domcontentloaded", timeout=120_000)
     page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=120_000)
     _wait(page, lambda: kernel_idle(page), "the kernel to reconnect", 120, server)
-    reloaded = _wait(page, lambda: _drawn_heatmap(page), "the heatmap after the reload", EXPLORER_TIMEOUT, server)
+
+    def restored():
+        errors = page.evaluate(JS_WIDGET_ERRORS)  # permanent once shown: fail now, not after the timeout
+        assert not errors, f"the reloaded page shows {errors!r} (see test_browser_reload.py)"
+        return _drawn_heatmap(page)
+
+    reloaded = _wait(page, restored, "the heatmap after the reload", EXPLORER_TIMEOUT, server)
     _shot(page, "jupyterlab-reloaded")
     assert reloaded["title"] == current["title"], "the reloaded page shows another state's title"
     assert reloaded["z"] == current["z"], "the reloaded page shows a stale map"

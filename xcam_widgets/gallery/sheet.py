@@ -1,5 +1,8 @@
 """Captions and contact sheets: the selection's thumbnails as one PNG (drawn with PIL, so no
-kaleido is needed) or as one self-contained HTML page (images inlined as base64)."""
+kaleido is needed) or as one self-contained HTML page (images inlined as base64).
+
+A sheet's cell shows the bare photo beside its overlay (`sheet_cells`): at a usual opacity the heatmap
+covers the very cue a user looks for, so the photo must be seen unpainted too."""
 
 from __future__ import annotations
 
@@ -8,17 +11,45 @@ import html
 import io
 import math
 from pathlib import PurePath
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ..checks import positive_int
-from .thumbnails import encode
+from .table import Page
+from .thumbnails import ThumbnailStyle, blend, encode, page_thumbnails
 
 CAPTION_PX = 12  # line height of the default font at its size 10
 BACKGROUND = (255, 255, 255)
 INK = (20, 20, 20)
+CELL_GAP = 2  # px of background between a cell's photo and its overlay
+
+
+def photo_beside_overlay(photo: np.ndarray, overlay: np.ndarray, gap: int = CELL_GAP) -> np.ndarray:
+    """One `[h, 2w + gap, 3]` uint8 cell: the bare photo, `gap` background columns, then the overlay
+    (both `[h, w, 3]`, the same size)."""
+    if photo.shape != overlay.shape or photo.ndim != 3:
+        raise ValueError(f"a photo {photo.shape} and its overlay {overlay.shape} must be the same [h, w, 3]")
+    strip = np.empty((photo.shape[0], gap, 3), dtype=np.uint8)
+    strip[:] = BACKGROUND
+    return np.concatenate([photo, strip, overlay], axis=1)
+
+
+def sheet_cells(
+    page: Page,
+    display: Callable[[Any], np.ndarray | None],
+    maps: Mapping[int, np.ndarray],
+    style: ThumbnailStyle | None = None,
+) -> list[np.ndarray]:
+    """One photo | overlay cell per row of `page` (`photo_beside_overlay`), for `contact_sheet_png` and
+    `contact_sheet_html`. The photo is the image downsized to `style.side` (a grey placeholder where
+    `display` gives None), the overlay `maps[row]` blended over it as in the Gallery's tiles; each
+    image is loaded once per page (`page_thumbnails`)."""
+    style = style or ThumbnailStyle()
+    photos = page_thumbnails(page, display, {}, style)  # no maps: the bare downsized photos
+    rows = page.rows.tolist()
+    return [photo_beside_overlay(p, blend(p, maps[r] if r in maps else None, style)) for p, r in zip(photos, rows)]
 
 
 def caption_lines(

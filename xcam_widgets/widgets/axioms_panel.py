@@ -15,12 +15,12 @@ from ..session import Session
 from ..views import Conservation
 from . import figures
 from .controls import ViewState
-from .live_figure import LiveFigure
+from .live_figure import LiveFigure, StaticFigure
 from .worker import LatestWins, Superseded
 
 
 class AxiomsPanel(W.VBox):
-    """Conservation (Σ map of each gradient method against S_c) and, when `diagnose_button` is pressed,
+    """Conservation (each gradient method's |Σ M − S_c| / |S_c|, on a log axis) and, when `diagnose_button` is pressed,
     the sensitivity diagnostics of the shown state, computed in `worker`; a click on a channel's
     point shows that channel's activation."""
 
@@ -39,8 +39,8 @@ class AxiomsPanel(W.VBox):
         self.diagnose_button = W.Button(description="Run axiom diagnostics", button_style="info")
         self.cancel_button = W.Button(description="Cancel", icon="stop")
         self.table = W.HTML("Diagnostics re-run the network once per channel: press the button.")
-        self.conservation = LiveFigure(figures.conservation_figure([], [], 0.0))
-        self.sensitivity_box, self.channel_box = W.Box(), W.Box()
+        self.conservation = StaticFigure(figures.conservation_figure([], [], 0.0))
+        self.sensitivity_box, self.channel_box = W.Box(), StaticFigure()
         self.worker = LatestWins(self._compute, self._draw, show_error, show_progress, background)
         super().__init__(
             [
@@ -51,11 +51,14 @@ class AxiomsPanel(W.VBox):
         )
 
     def show_conservation(self, bars: Conservation) -> None:
+        """Redraw the conservation chart for `bars` (its errors on a log axis, `figures.conservation_bars`)."""
+        drawn = figures.conservation_bars(bars.methods, bars.sums, bars.score)
         with self.conservation.batch_update():
-            self.conservation.data[0].x, self.conservation.data[0].y = bars.methods, bars.sums
-            self.conservation.layout.shapes[0].y0 = self.conservation.layout.shapes[0].y1 = bars.score
-            self.conservation.layout.annotations[0].y = bars.score
-            self.conservation.layout.annotations[0].text = f"S_c = {bars.score:.3f}"
+            trace = self.conservation.data[0]
+            trace.x, trace.y, trace.text, trace.customdata = drawn["x"], drawn["y"], drawn["text"], drawn["customdata"]
+            layout = self.conservation.figure.layout
+            layout.yaxis.range, layout.yaxis.title.text = drawn["range"], drawn["yaxis_title"]
+            layout.title.text = drawn["title"]
 
     def _compute(self, state: ViewState, progress) -> Diagnosis:
         if state.image != self.session.generation:
@@ -91,4 +94,4 @@ class AxiomsPanel(W.VBox):
         k = int(points.point_inds[0])
         activation = self.session.channel_activation(d.layer, k)
         weight = "" if d.explanation.weights is None else f", α = {float(d.explanation.weights[0, k]):.4f}"
-        self.channel_box.children = [LiveFigure(figures.channel_figure(activation, f"channel {k}{weight}"))]
+        self.channel_box.show(figures.channel_figure(activation, f"channel {k}{weight}"))

@@ -22,7 +22,7 @@ from ..session import Session
 from . import figures
 from .axioms_panel import AxiomsPanel
 from .controls import FastMode, ViewState, all_option_widgets, descendants, layer_label, upload_bytes
-from .live_figure import LiveFigure
+from .live_figure import LiveFigure, StaticFigure
 from .options import option_controls
 from .sanity_panel import SanityPanel
 from .target_menus import DEFAULT_METHODS, TargetMenus
@@ -288,18 +288,16 @@ class Explorer(W.VBox):
             for key, box in (("sweep", self.sweep_box), ("grid", self.grid_box), ("compare", self.compare_box)):
                 if key in frame:
                     titles, maps = frame[key]
-                    box.children = [
-                        LiveFigure(
-                            figures.small_multiples(
-                                self.session.display,
-                                maps,
-                                titles,
-                                colorscale=self.colormap.value,
-                                opacity=self.opacity.value,
-                                columns=2 if key == "compare" else 4,
-                            )
+                    box.show(
+                        figures.small_multiples(
+                            self.session.display,
+                            maps,
+                            titles,
+                            colorscale=self.colormap.value,
+                            opacity=self.opacity.value,
+                            columns=2 if key == "compare" else 4,
                         )
-                    ]
+                    )
             self.status.value = ""
             self.progress.layout.visibility = "hidden"
 
@@ -314,16 +312,18 @@ class Explorer(W.VBox):
     # --- figures --------------------------------------------------------------------------------
     def _build_figures(self, background: bool) -> None:
         s = self.session
-        # LiveFigure: a page that connects later (Voilà, a reload) renders the current figure.
+        # LiveFigure: a page that connects later (Voilà, a reload) renders the current figure. The charts that
+        # take no clicks are StaticFigures (no 5 MB plotly.js each in the widget state a reload restores), and
+        # every widget exists before the display: a draw changes figures, it creates no widget.
         self._rebuild_overlay(first=True)
         top = s.choices(self.top_k)
-        self.predictions = LiveFigure(
+        self.predictions = StaticFigure(
             figures.predictions_figure([c.label for c in top], [c.value for c in top], title=PANEL_TITLES[s.task])
         )
         self.axioms = AxiomsPanel(s, self._draw_lock, self._show_error, self._show_progress, self.progress, background)
         self.axioms.diagnose_button.on_click(lambda button: self._submit(self.axioms.worker))
         self.axioms.cancel_button.on_click(lambda button: self._cancel())
-        self.sweep_box, self.grid_box, self.compare_box = W.Box(), W.Box(), W.VBox()
+        self.sweep_box, self.grid_box, self.compare_box = StaticFigure(), StaticFigure(), StaticFigure()
         explore = W.VBox([W.HBox([self.overlay, self.predictions]), self.axioms])
         compare = W.VBox([self.compare_target, self.compare_box])
         self.sanity_panel = SanityPanel(

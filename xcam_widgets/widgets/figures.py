@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -179,15 +179,58 @@ def target_marks(
     return shapes, notes
 
 
+def conservation_errors(map_sums: Sequence[float], score: float) -> tuple[np.ndarray, bool]:
+    """Each method's conservation error and whether it is relative: |Σ M − S_c| / |S_c|, or, where S_c = 0
+    makes that ratio undefined, the absolute |Σ M − S_c| (False). NaN where Σ M or S_c is not finite."""
+    sums = np.asarray(map_sums, dtype=np.float64).reshape(-1)
+    relative = score != 0.0
+    with np.errstate(invalid="ignore", over="ignore"):
+        errors = np.abs(sums - score) / (abs(score) if relative else 1.0)
+    return np.where(np.isfinite(errors), errors, np.nan), relative
+
+
+def conservation_bars(methods: Sequence[str], map_sums: Sequence[float], score: float) -> dict[str, Any]:
+    """What the conservation chart draws, on a log axis (one method's Σ M of ≈ 230 against S_c ≈ 9 would
+    flatten every other bar on a linear one): `y`, each method's `conservation_errors`; an exact 0 (whose
+    log is -∞) drawn at `floor`, a decade below the smallest nonzero error (1e-12 when there is none),
+    and labelled "exact"; a non-finite error draws no bar and is labelled "n/a". Also the bars' `text`
+    and `customdata` (Σ M, error), the axis `range` (log10) and the `title` and `yaxis_title`, which name S_c."""
+    errors, relative = conservation_errors(map_sums, score)
+    positive = errors[errors > 0]
+    floor = 10.0 ** (np.floor(np.log10(positive.min())) - 1) if positive.size else 1e-12
+    heights = [None if np.isnan(e) else (floor if e == 0 else float(e)) for e in errors]
+    text = ["n/a" if np.isnan(e) else ("exact" if e == 0 else f"{e:.3g}") for e in errors]
+    top = max((h for h in heights if h is not None), default=1.0)
+    measure = "|Σ M − S_c| / |S_c|" if relative else "|Σ M − S_c| (S_c = 0: no relative error)"
+    return dict(
+        x=list(methods),
+        y=heights,
+        text=text,
+        customdata=[[float(v), None if np.isnan(e) else float(e)] for v, e in zip(map_sums, errors)],
+        floor=float(floor),
+        range=[float(np.log10(floor)) - 0.5, float(np.log10(max(top, floor * 10))) + 0.5],
+        title=f"Conservation error, S_c = {score:.4g}",
+        yaxis_title=measure,
+    )
+
+
 def conservation_figure(methods: Sequence[str], map_sums: Sequence[float], score: float) -> go.Figure:
-    """Conservation: each method's Σ M against the class score S_c (a dashed line)."""
+    """Conservation: each method's error against the class score S_c, on a log axis (`conservation_bars`)."""
+    bars = conservation_bars(methods, map_sums, score)
     fig = go.Figure(
-        go.Bar(x=list(methods), y=list(map_sums), name="Σ raw map", hovertemplate="%{x}: Σ M = %{y:.3f}<extra></extra>")
+        go.Bar(
+            x=bars["x"],
+            y=bars["y"],
+            text=bars["text"],
+            textposition="outside",
+            cliponaxis=False,  # the tallest bar's label stays readable above the plot area
+            customdata=bars["customdata"],
+            name="conservation error",
+            hovertemplate="%{x}: Σ M = %{customdata[0]:.4g}, error %{text}<extra></extra>",
+        )
     )
-    fig.add_hline(y=score, line_dash="dash", annotation_text=f"S_c = {score:.3f}")
-    fig.update_layout(
-        title="Conservation: Σ map vs class score", width=420, height=300, margin=dict(l=10, r=10, t=40, b=10)
-    )
+    fig.update_yaxes(type="log", range=bars["range"], title=bars["yaxis_title"], title_font_size=11)
+    fig.update_layout(title=bars["title"], width=420, height=300, margin=dict(l=10, r=10, t=40, b=10))
     return fig
 
 
