@@ -15,7 +15,7 @@ from conftest import TinyGAPNet
 from PIL import Image
 
 import xcam_widgets as xw
-from xcam_widgets.gallery import GalleryTable, ThumbnailStyle, contact_sheet_png, thumbnail
+from xcam_widgets.gallery import GalleryTable, ThumbnailStyle, contact_sheet_png, thumbnail, write_sheet
 from xcam_widgets.gallery.sheet import BACKGROUND, CELL_GAP, photo_beside_overlay, sheet_cells
 from xcam_widgets.gallery.thumbnails import PLACEHOLDER_GREY
 from xcam_widgets.widgets.explorer import Explorer
@@ -62,6 +62,20 @@ def test_the_png_sheet_shows_the_photo_beside_the_overlay():
     photo = np.asarray(Image.fromarray(images[0]).resize((30, 20), Image.Resampling.BOX))
     np.testing.assert_array_equal(sheet[4:24, 4:34], photo)
     assert (sheet[4:24, 34 + CELL_GAP : 64 + CELL_GAP] != photo).any()
+
+
+def test_an_exported_sheet_shows_the_photo_beside_the_overlay(tmp_path):
+    """`write_sheet` (the Gallery's export) draws `sheet_cells`: oracle, the same cells drawn directly."""
+    images = photos()
+    table = GalleryTable(pd.DataFrame({"row": [0], "image": [0]}))
+    maps, style = {0: np.eye(3, 4, dtype=np.float16)}, ThumbnailStyle(side=30)
+    path, drawn = write_sheet(table.select(), tmp_path / "sheet", images.get, maps, style=style)
+    cells = sheet_cells(table.select().page(0, 1), images.get, maps, style)
+    assert drawn == 1 and path == tmp_path / "sheet.png"
+    exported = np.asarray(Image.open(path).convert("RGB"))
+    drawn_directly = np.asarray(Image.open(io.BytesIO(contact_sheet_png(cells, [("#0",)]))).convert("RGB"))
+    assert exported.shape[1] == drawn_directly.shape[1]  # one photo | overlay cell wide; captions differ below
+    np.testing.assert_array_equal(exported[:24], drawn_directly[:24])  # the cells' band, above the captions
 
 
 def test_a_photo_and_an_overlay_of_other_sizes_are_refused():

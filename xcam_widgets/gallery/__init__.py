@@ -12,7 +12,7 @@ from .export import DEFAULT_EXPORT_NAME, DEFAULT_SHEET_ROWS, SHEET_FORMATS, expo
 from .opening import GalleryData, is_earlier_run, open_gallery
 from .query import Filter, Range, Sort
 from .run import RUN_STATES, GalleryRun, RunSnapshot
-from .sheet import caption_lines, contact_sheet_html, contact_sheet_png
+from .sheet import caption_lines, contact_sheet_html, contact_sheet_png, sheet_cells
 from .summaries import CLASS_SUMMARY_COLUMNS, Distribution, class_summary, distribution
 from .table import GalleryTable, Page, Selection, page_bounds
 from .thumbnails import ThumbnailStyle, encode, encode_all, page_thumbnails, thumbnail, unit_map, upsample
@@ -44,6 +44,7 @@ __all__ = [
     "colormap_lut",
     "contact_sheet_html",
     "contact_sheet_png",
+    "sheet_cells",
     "distribution",
     "encode",
     "encode_all",

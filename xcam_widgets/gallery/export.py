@@ -19,9 +19,9 @@ from typing import IO, Any
 import numpy as np
 
 from ..checks import positive_int
-from .sheet import caption_lines, contact_sheet_html, contact_sheet_png
+from .sheet import caption_lines, contact_sheet_html, contact_sheet_png, sheet_cells
 from .table import Selection
-from .thumbnails import ThumbnailStyle, page_thumbnails
+from .thumbnails import ThumbnailStyle
 
 SHEET_FORMATS: tuple[str, ...] = ("png", "html")
 DEFAULT_SHEET_ROWS = 200
@@ -87,7 +87,7 @@ def write_sheet(
     target = export_target(path, format, protected)
     _check_free(target, overwrite)  # before drawing: a refusal costs nothing
     page = selection.page(0, positive_int("limit", limit))
-    thumbs = page_thumbnails(page, display, maps, style)
+    thumbs = sheet_cells(page, display, maps, style)  # each photo beside its overlay: a small cue stays visible
     captions = [caption_lines(record, metric, class_names) for record in page.frame.to_dict("records")]
     data = contact_sheet_png(thumbs, captions) if format == "png" else contact_sheet_html(thumbs, captions).encode()
     with _opened(target, overwrite, "wb") as file:
