@@ -11,6 +11,8 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Literal
 
+import numpy as np
+
 OUTCOMES: tuple[str, ...] = ("all", "correct", "misclassified", "unlabelled")
 ERRORS: tuple[str, ...] = ("all", "only", "none")
 Outcome = Literal["all", "correct", "misclassified", "unlabelled"]
@@ -44,7 +46,8 @@ class Filter:
     `classes`, `methods`, `layers`: keep rows whose `class`, `method`, `layer` is one of these
     (None: any). `outcome`: "correct" / "misclassified" keep labelled rows with `correct` True /
     False, "unlabelled" the rows without a label. `errors`: "only" keeps the rows with an error
-    message, "none" those without. `ranges`: numeric ranges, all of which must hold. `merge`:
+    message, "none" those without. `ranges`: numeric ranges, all of which must hold. `rows`: keep
+    only these `row` keys (None: any), e.g. a selection in the Strategies view. `merge`:
     twins (kept method, merged method, layer) whose maps are the same (`twins.py`): a row of the
     merged method is left out when its twin row of the kept method is kept.
     Sequences are stored as sorted tuples, so equal filters are equal keys.
@@ -57,9 +60,11 @@ class Filter:
     errors: ErrorRows = "all"
     ranges: tuple[Range, ...] = field(default=())
     merge: tuple[tuple[str, str, str], ...] = field(default=())
+    rows: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", _choices("classes", self.classes, int))
+        object.__setattr__(self, "rows", _row_keys(self.rows))
         object.__setattr__(self, "methods", _choices("methods", self.methods, str))
         object.__setattr__(self, "layers", _choices("layers", self.layers, str))
         if self.outcome not in OUTCOMES:
@@ -78,6 +83,13 @@ class Filter:
         object.__setattr__(self, "merge", tuple(sorted(set(merge))))
 
 
+def row_mask(filter: Filter, rows: np.ndarray) -> np.ndarray | None:
+    """Which of the table's `row` keys `rows` the filter's row set keeps (None: it keeps them all)."""
+    if filter.rows is None:
+        return None
+    return np.isin(np.asarray(rows), np.asarray(filter.rows, dtype=np.int64))
+
+
 @dataclass(frozen=True)
 class Sort:
     """Order by `column`, ascending unless `descending`; NaN (and missing) values always come last,
@@ -91,6 +103,16 @@ class Sort:
             raise ValueError(f"sort column must be a column name or None, got {self.column!r}")
         if not isinstance(self.descending, bool):
             raise ValueError(f"descending must be a bool, got {self.descending!r}")
+
+
+def _row_keys(rows: Iterable[Any] | None) -> tuple[int, ...] | None:
+    """None, or the row keys as a sorted tuple of distinct ints (a numpy array is taken whole)."""
+    if rows is None:
+        return None
+    values = np.asarray(list(rows) if not isinstance(rows, np.ndarray) else rows)
+    if values.ndim != 1 or (len(values) and (values.dtype.kind not in "iu")):
+        raise ValueError(f"rows must be row keys (ints), got {rows!r:.80}")
+    return tuple(int(v) for v in np.unique(values))
 
 
 def _choices(name: str, values: Iterable[Any] | None, kind: type) -> tuple | None:

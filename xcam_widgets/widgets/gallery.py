@@ -7,9 +7,10 @@ pages them, `page_thumbnails` draws thumbnails from the stored maps (never from 
 `class_summary` / `distribution` give the summaries. The view is a `ControlledView`
 (`gallery_controls`): any change of it, from the menus or from code (`GalleryAPI`: `sort`,
 `filter`, `page`, `add_column`, the exports), sets the menus and redraws the tiles, so the two
-never disagree. Rows arrive in the run's thread: each batch
-becomes a new `GalleryTable`, built outside the lock and swapped in under it; every change of
-what is shown holds `_lock`, so the run's updates and the user's clicks never interleave.
+never disagree; the Strategies view (`gallery_strategies`) selects rows the same way (`select_rows`).
+Rows arrive in the run's thread: each batch becomes a new `GalleryTable`, built outside the lock
+and swapped in under it; every change of what is shown holds `_lock`, so the run's updates and the
+user's clicks never interleave.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from ..gallery import (
     DEFAULT_PAGE_SIZE,
     DEFAULT_SHEET_ROWS,
     Filter,
-    GalleryTable,
     ThumbnailStyle,
     caption_lines,
     class_summary,
@@ -44,7 +44,7 @@ from ..gallery.twins import merged_label, twins
 from .controls import descendants
 from .explorer import Explorer
 from .gallery_api import GalleryAPI
-from .gallery_controls import ControlledView, Controls
+from .gallery_controls import ControlledView, Controls, SelectableTable
 from .gallery_panel import (
     NOT_METRICS,
     ExportPanel,
@@ -55,10 +55,11 @@ from .gallery_panel import (
     explorer_on,
     update_distribution,
 )
+from .gallery_strategies import GalleryStrategies
 from .live_figure import LiveFigure
 
 
-class Gallery(GalleryAPI, W.VBox):
+class Gallery(GalleryAPI, GalleryStrategies, W.VBox):
     """`Gallery(model, images, methods, layers, target, ...)`: evaluate `images` in the background
     and browse the rows as they come; or `Gallery(model, earlier_run)` to browse an
     `EvaluationResult`, the CSV of `xw.evaluate(out=...)` or its parts folder, computing nothing.
@@ -156,7 +157,7 @@ class Gallery(GalleryAPI, W.VBox):
     def _build(self, page_size: int, export_path: str, export_limit: int, data: GalleryData) -> None:
         self.display = DisplayImages(self.source, self.style.side)
         self._snapshot = self.run.snapshot()
-        self.table = GalleryTable(self._snapshot.table)
+        self.table = SelectableTable(self._snapshot.table)
         self.twins = twins(self.model, data.methods, data.layers)
         self.controls = Controls(page_size, self.twins)
         merge = self.twins if data.default_methods else ()
@@ -186,6 +187,7 @@ class Gallery(GalleryAPI, W.VBox):
         self.class_table = W.HTML()
         self.explorer_box = W.VBox()
         self.cancel_button.on_click(lambda button: self.cancel())
+        self.strategies_button, self.strategies_box = self._strategies_widgets()
         for widget in (*self.controls.filter_widgets, self.controls.sort_by, self.controls.descending):
             widget.observe(lambda change: self._on_control(self._apply_query), names="value")
         self.controls.metric.observe(lambda change: self._on_control(self._render), names="value")
@@ -202,11 +204,12 @@ class Gallery(GalleryAPI, W.VBox):
         summary = W.VBox([self.distribution, self.class_table], layout=W.Layout(width="40%", overflow="auto"))
         super().__init__(
             [
-                W.HBox([self.progress, self.progress_label, self.cancel_button]),
+                W.HBox([self.progress, self.progress_label, self.cancel_button, self.strategies_button]),
                 self.controls.box(),
                 W.HBox([self.grid, summary]),
                 self.export.box(),
                 self.status,
+                self.strategies_box,
                 self.explorer_box,
             ]
         )
@@ -219,17 +222,17 @@ class Gallery(GalleryAPI, W.VBox):
         snapshot = run.snapshot()
         extra = self.extra.version
         fresh = snapshot.version > self._shown[0]
-        table = GalleryTable(self.extra.apply(snapshot.table)) if fresh else None  # built off the lock
+        table = SelectableTable(self.extra.apply(snapshot.table)) if fresh else None  # built off the lock
         with self._lock:
             if self._ready and not self._closed:
                 self._guarded(lambda: self._show(snapshot, table if extra == self.extra.version else None))
 
-    def _show(self, snapshot: RunSnapshot, table: GalleryTable | None = None) -> None:
+    def _show(self, snapshot: RunSnapshot, table: SelectableTable | None = None) -> None:
         """Show a snapshot's rows (keeping the filter, sort and page) and the run's progress."""
         if snapshot.version < self._shown[0]:  # never back to fewer rows
             snapshot, table = self._snapshot, None
         if snapshot.version > self._shown[0] or self.extra.version != self._shown[1]:
-            table = table if table is not None else GalleryTable(self.extra.apply(snapshot.table))
+            table = table if table is not None else SelectableTable(self.extra.apply(snapshot.table))
             self.view.set_table(table)
             self.table, self.maps, self._snapshot = table, snapshot.maps, snapshot
             self._shown = (snapshot.version, self.extra.version)
@@ -384,9 +387,9 @@ class Gallery(GalleryAPI, W.VBox):
         run = getattr(self, "run", None)
         if run is not None:
             run.close()
-        explorer = getattr(self, "explorer", None)  # absent when the constructor raised early
-        if explorer is not None:
-            explorer.close()
+        for part in (getattr(self, "explorer", None), getattr(self, "strategies_view", None)):
+            if part is not None:  # absent when the constructor raised early
+                part.close()
         for widget in {id(w): w for w in (*descendants(self), *getattr(self, "tiles", ()))}.values():
             widget.close()
         super().close()

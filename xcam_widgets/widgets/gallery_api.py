@@ -1,11 +1,13 @@
-"""The Gallery's API for code: `sort`, `filter` and `page` (through the view, so the menus and the
-tiles follow), `add_column`, and the exports. A mixin of `Gallery`, which owns the state named here."""
+"""The Gallery's API for code: `sort`, `filter`, `page` and `select_rows` / `clear_selection` (through
+the view, so the menus and the tiles follow), `add_column`, and the
+exports. A mixin of `Gallery`, which owns the state named here."""
 
 from __future__ import annotations
 
 import html
 import math
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -37,6 +39,7 @@ class GalleryAPI:
     status: Any
     table: GalleryTable
     _show: Callable[[RunSnapshot], None]
+    _before_selection: Filter | None = None  # the filter a row selection replaced, restored by clear_selection
 
     # --- sort, filter, page, columns ---------------------------------------------------------------
     def sort(self, column: str | None, descending: bool = False) -> Page:
@@ -79,6 +82,29 @@ class GalleryAPI:
                 merge=merge,
             )
             return self.view.set_filter(query)
+
+    def select_rows(self, rows: Any) -> Page:
+        """Show only the rows whose `row` key is in `rows` (e.g. a cluster's members, a lasso in the
+        Strategies view), whatever the menus filtered before; `clear_selection` restores that filter.
+        A ValueError names rows the table does not have, and nothing changes."""
+        with self._lock:
+            query = Filter(rows=rows)
+            missing = np.setdiff1d(np.asarray(query.rows, dtype=np.int64), self.table.frame["row"].to_numpy())
+            if len(missing):
+                raise ValueError(f"rows {missing[:5].tolist()} are not in the table ({len(missing)} missing)")
+            previous = self.view.filter
+            page = self.view.set_filter(query)
+            if previous.rows is None:
+                self._before_selection = previous
+            return page
+
+    def clear_selection(self) -> Page:
+        """Drop the row selection and show the filter it replaced (no selection: nothing changes)."""
+        with self._lock:
+            previous, self._before_selection = self._before_selection, None
+            if self.view.filter.rows is None:
+                return self.view.page
+            return self.view.set_filter(previous if previous is not None else replace(self.view.filter, rows=None))
 
     def page(self, index: int) -> Page:
         """Show page `index` (from 0; clamped to the first or last page, as the buttons are)."""

@@ -1,10 +1,11 @@
 """The Gallery's sort, filter and page controls, and the view they stay in step with.
 
 `Controls` describe a `Filter` and a `Sort` (`filter()`, `sort()`) and show any that they can
-(`show`); `ControlledView` is the Gallery's `GalleryView`: it takes only what the controls can
-show, and after every change (from the menus, from `Gallery.sort` / `filter` / `page`, or from
-code that calls `gallery.view.set_sort(...)`) it calls the Gallery back, which sets the menus and
-redraws the tiles. So the menus, the tiles and `view.page.rows` never disagree.
+(`show`; a row set, `Filter.rows`, shows as "N selected rows" beside a "clear selection" button);
+`ControlledView` is the Gallery's `GalleryView`: it takes only what the controls can show, and
+after every change (from the menus, from `Gallery.sort` / `filter` / `page`, or from code that
+calls `gallery.view.set_sort(...)`) it calls the Gallery back, which sets the menus and redraws
+the tiles. So the menus, the tiles and `view.page.rows` never disagree.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from __future__ import annotations
 import html
 import math
 import threading
+from dataclasses import replace
 from typing import Any, Callable, Sequence
 
 import ipywidgets as W
 import numpy as np
 
 from ..gallery import Filter, GalleryTable, GalleryView, Page, Range, Sort
-from ..gallery.query import ERRORS, OUTCOMES
+from ..gallery.query import ERRORS, OUTCOMES, row_mask
 from ..gallery.twins import Twin
 from .gallery_panel import default_metric, metric_columns
 
@@ -59,6 +61,9 @@ class Controls:
         self.previous = W.Button(description="◀", layout=W.Layout(width="40px"))
         self.next = W.Button(description="▶", layout=W.Layout(width="40px"))
         self.page_label = W.HTML()
+        self.rows: tuple[int, ...] | None = None  # the row set shown (a selection), read by `filter()`
+        self.selection_note = W.HTML()
+        self.clear_selection = W.Button(description="clear selection", icon="times", layout=W.Layout(display="none"))
 
     @property
     def filter_widgets(self) -> tuple[W.ValueWidget, ...]:
@@ -81,6 +86,7 @@ class Controls:
                 W.HBox([self.classes, self.methods, self.layers]),
                 W.HBox([self.outcome, self.errors, self.range_column, self.low, self.high]),
                 W.HBox([self.merge_twins, self.twins_note]),
+                W.HBox([self.selection_note, self.clear_selection]),
                 W.HBox([self.previous, self.page_label, self.next, self.page_size]),
             ]
         )
@@ -116,6 +122,7 @@ class Controls:
             errors=self.errors.value,
             ranges=ranges,
             merge=self.twins if self.merge_twins.value else (),
+            rows=self.rows,
         )
 
     def check(self, filter: Filter | None = None, sort: Sort | None = None) -> None:
@@ -144,6 +151,9 @@ class Controls:
     def show(self, filter: Filter, sort: Sort, page_size: int) -> None:
         """Set the controls to `filter`, `sort` and `page_size` (which `check` accepted); controls that
         already read as them are left alone (so a typed "0.50" stays as typed)."""
+        self.rows = filter.rows
+        self.selection_note.value = "" if filter.rows is None else f"<b>{len(filter.rows)} selected rows</b>"
+        self.clear_selection.layout.display = "none" if filter.rows is None else None
         if _reading(self.sort) != sort:
             self.sort_by.value = BY_ROW if sort.column is None else sort.column
             self.descending.value = sort.descending
@@ -160,6 +170,25 @@ class Controls:
         if page_size not in self.page_size.options:
             self.page_size.options = sorted({*self.page_size.options, page_size})
         self.page_size.value = page_size
+
+
+class SelectableTable(GalleryTable):
+    """A `GalleryTable` that also keeps only a filter's row set (`Filter.rows`), before merging twins
+    (a twin outside the set hides nothing)."""
+
+    def mask(self, filter: Filter) -> np.ndarray | None:
+        keep = row_mask(filter, self.frame["row"].to_numpy())
+        if keep is None:
+            return super().mask(filter)
+        base = super().mask(replace(filter, merge=(), rows=None))
+        mask = keep if base is None else base & keep
+        if filter.merge:
+            hide = np.zeros(len(self), dtype=bool)
+            for twin in filter.merge:
+                merged, partner = self._twins(twin)
+                hide[merged[mask[partner]]] = True
+            mask &= ~hide
+        return mask
 
 
 class ControlledView(GalleryView):
@@ -264,4 +293,4 @@ def _offer(dropdown: W.Dropdown, options: list[tuple[str, Any]], fallback: Any) 
     dropdown.value = value if value in values else (fallback if fallback in values else None)
 
 
-__all__ = ["ANY", "BY_ROW", "NO_RANGE", "PAGE_SIZES", "ControlledView", "Controls"]
+__all__ = ["ANY", "BY_ROW", "NO_RANGE", "PAGE_SIZES", "ControlledView", "Controls", "SelectableTable"]
