@@ -15,10 +15,9 @@ from test_gallery_widget import GatedShapes, wait_until
 
 import xcam_widgets as xw
 from xcam_widgets.evaluation.specs import shapes_from_spec
-from xcam_widgets.gallery import Filter
+from xcam_widgets.gallery import Filter, GalleryTable
 from xcam_widgets.strategies.view_model import PALETTE, colours, selected_rows
 from xcam_widgets.widgets.gallery import Gallery
-from xcam_widgets.widgets.gallery_controls import SelectableTable
 
 SPEC = "shapes_shortcut:48"
 DISCOVER = dict(min_size=8)
@@ -177,7 +176,7 @@ def test_a_row_set_applies_before_twins_are_merged():
     frame = pd.DataFrame(
         {"row": [0, 1, 2, 3], "method": ["gradcam"] * 2 + ["xgradcam"] * 2, "layer": "l", "image": [0, 1, 0, 1]}
     ).assign(**{"class": 0})
-    table = SelectableTable(frame)
+    table = GalleryTable(frame)
     twin = (("gradcam", "xgradcam", "l"),)
     assert table.select(Filter(merge=twin)).frame()["row"].tolist() == [0, 1]
     assert table.select(Filter(rows=[2, 3], merge=twin)).frame()["row"].tolist() == [2, 3]

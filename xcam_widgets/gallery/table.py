@@ -20,7 +20,7 @@ import numpy as np
 
 from ..checks import positive_int
 from .columns import ColumnKeys, column_keys, error_flags, require_pandas
-from .query import Filter, Sort
+from .query import Filter, Sort, row_mask
 from .twins import twin_positions
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -193,6 +193,9 @@ class GalleryTable:
             values = self.values(r.column)
             with np.errstate(invalid="ignore"):
                 narrow((values >= r.low) & (values <= r.high))
+        rows = row_mask(filter, self.frame["row"].to_numpy())  # before merging: a twin outside the set hides nothing
+        if rows is not None:
+            narrow(rows)
         if filter.merge:
             kept = np.ones(len(self), dtype=bool) if mask is None else mask
             hide = np.zeros(len(self), dtype=bool)

@@ -28,6 +28,7 @@ from ..gallery import (
     DEFAULT_PAGE_SIZE,
     DEFAULT_SHEET_ROWS,
     Filter,
+    GalleryTable,
     ThumbnailStyle,
     caption_lines,
     class_summary,
@@ -44,7 +45,7 @@ from ..gallery.twins import merged_label, twins
 from .controls import descendants
 from .explorer import Explorer
 from .gallery_api import GalleryAPI
-from .gallery_controls import ControlledView, Controls, SelectableTable
+from .gallery_controls import ControlledView, Controls
 from .gallery_panel import (
     NOT_METRICS,
     ExportPanel,
@@ -157,7 +158,7 @@ class Gallery(GalleryAPI, GalleryStrategies, W.VBox):
     def _build(self, page_size: int, export_path: str, export_limit: int, data: GalleryData) -> None:
         self.display = DisplayImages(self.source, self.style.side)
         self._snapshot = self.run.snapshot()
-        self.table = SelectableTable(self._snapshot.table)
+        self.table = GalleryTable(self._snapshot.table)
         self.twins = twins(self.model, data.methods, data.layers)
         self.controls = Controls(page_size, self.twins)
         merge = self.twins if data.default_methods else ()
@@ -222,17 +223,17 @@ class Gallery(GalleryAPI, GalleryStrategies, W.VBox):
         snapshot = run.snapshot()
         extra = self.extra.version
         fresh = snapshot.version > self._shown[0]
-        table = SelectableTable(self.extra.apply(snapshot.table)) if fresh else None  # built off the lock
+        table = GalleryTable(self.extra.apply(snapshot.table)) if fresh else None  # built off the lock
         with self._lock:
             if self._ready and not self._closed:
                 self._guarded(lambda: self._show(snapshot, table if extra == self.extra.version else None))
 
-    def _show(self, snapshot: RunSnapshot, table: SelectableTable | None = None) -> None:
+    def _show(self, snapshot: RunSnapshot, table: GalleryTable | None = None) -> None:
         """Show a snapshot's rows (keeping the filter, sort and page) and the run's progress."""
         if snapshot.version < self._shown[0]:  # never back to fewer rows
             snapshot, table = self._snapshot, None
         if snapshot.version > self._shown[0] or self.extra.version != self._shown[1]:
-            table = table if table is not None else SelectableTable(self.extra.apply(snapshot.table))
+            table = table if table is not None else GalleryTable(self.extra.apply(snapshot.table))
             self.view.set_table(table)
             self.table, self.maps, self._snapshot = table, snapshot.maps, snapshot
             self._shown = (snapshot.version, self.extra.version)

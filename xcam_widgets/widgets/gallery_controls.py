@@ -13,14 +13,13 @@ from __future__ import annotations
 import html
 import math
 import threading
-from dataclasses import replace
 from typing import Any, Callable, Sequence
 
 import ipywidgets as W
 import numpy as np
 
 from ..gallery import Filter, GalleryTable, GalleryView, Page, Range, Sort
-from ..gallery.query import ERRORS, OUTCOMES, row_mask
+from ..gallery.query import ERRORS, OUTCOMES
 from ..gallery.twins import Twin
 from .gallery_panel import default_metric, metric_columns
 
@@ -172,25 +171,6 @@ class Controls:
         self.page_size.value = page_size
 
 
-class SelectableTable(GalleryTable):
-    """A `GalleryTable` that also keeps only a filter's row set (`Filter.rows`), before merging twins
-    (a twin outside the set hides nothing)."""
-
-    def mask(self, filter: Filter) -> np.ndarray | None:
-        keep = row_mask(filter, self.frame["row"].to_numpy())
-        if keep is None:
-            return super().mask(filter)
-        base = super().mask(replace(filter, merge=(), rows=None))
-        mask = keep if base is None else base & keep
-        if filter.merge:
-            hide = np.zeros(len(self), dtype=bool)
-            for twin in filter.merge:
-                merged, partner = self._twins(twin)
-                hide[merged[mask[partner]]] = True
-            mask &= ~hide
-        return mask
-
-
 class ControlledView(GalleryView):
     """The Gallery's view: each change is checked against what the controls can show, made under
     the Gallery's lock, and followed by `changed()` (set the menus, draw the tiles)."""
@@ -293,4 +273,4 @@ def _offer(dropdown: W.Dropdown, options: list[tuple[str, Any]], fallback: Any) 
     dropdown.value = value if value in values else (fallback if fallback in values else None)
 
 
-__all__ = ["ANY", "BY_ROW", "NO_RANGE", "PAGE_SIZES", "ControlledView", "Controls", "SelectableTable"]
+__all__ = ["ANY", "BY_ROW", "NO_RANGE", "PAGE_SIZES", "ControlledView", "Controls"]
