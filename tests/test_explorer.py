@@ -4,6 +4,7 @@ recompute nothing, updates are small, a new image never shows an old map, and it
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import random
@@ -166,7 +167,8 @@ def test_an_upload_without_a_size_is_loaded(net):
     bundle = xw.ModelBundle("tiny", net, lambda im: TF.to_tensor(im.resize((16, 16))), list("abcde"), 16)
     explorer = Explorer(bundle, X, background=False)
     explorer._on_upload({"new": ({"name": "a.png", "content": memoryview(png_bytes())},)})
-    assert explorer.status.value == "" and explorer.session.generation == 2
+    assert "Error" not in explorer.status.value and explorer.session.generation == 2
+    assert explorer.status.value == f"<i>{html.escape(explorer.session.display_note)}</i>"  # a lambda's frame
     image = TF.to_tensor(Image.open(io.BytesIO(png_bytes())).convert("RGB").resize((16, 16)))
     np.testing.assert_array_equal(explorer.shown_map, expected_map(net, explorer.state, image))
 

@@ -262,6 +262,9 @@ def _model_input_frame(
     if _affine_per_channel(squashed, x):
         return DisplayFrame(squashed)
     known = _normalisation(preprocess)
+    if known is None and 0 <= float(x.min()) and float(x.max()) <= 1:  # already a [0, 1] photo: shown as it is
+        note = f"The model's own input is shown: {why}."
+        return DisplayFrame((x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), note)
     if known is None:
         note = f"The model's own input is shown, min-max scaled (its normalisation is unknown): {why}."
         return DisplayFrame(tensor_display(x), note)

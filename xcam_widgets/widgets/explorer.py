@@ -54,6 +54,7 @@ class Explorer(W.VBox):
         self.session = Session(bundle, sample_image(SAMPLE_IMAGES[0]) if image is None else image)
         self.top_k = top_k
         self._quiet = False
+        self._note = ""  # shown in the status by the next draw
         self.overlay: LiveFigure
         self.tabs: W.Tab
         self._draw_lock = threading.Lock()  # an image swap and a draw never interleave
@@ -151,10 +152,24 @@ class Explorer(W.VBox):
         """Submit the current state; the newest one always wins."""
         if self._quiet or not hasattr(self, "worker"):
             return
+        self._follow_layers()
         with self._held():  # the fast-mode default may change an option control: one refresh, not two
             self.fast_note.value = self.fast_mode.apply(self.method.value, self.layer.value, self.session.layers)
         self._show_options()
         self._submit(self.worker)
+
+    def _follow_layers(self) -> None:
+        """The layer menu follows `session.layers`, which the Session re-lists when the model's modules
+        change; a chosen layer that is gone gives way to the default layer, and the status says so."""
+        options = [(layer_label(info), info.name) for info in self.session.layers]
+        if list(self.layer.options) == options:
+            return
+        chosen = self.layer.value
+        with self._held():
+            self.layer.options = options
+            self.layer.value = chosen if chosen in {name for _, name in options} else self.session.default_layer
+        if self.layer.value != chosen:
+            self._note = f"layer {chosen} is gone: the model's modules changed; showing {self.layer.value}"
 
     def _submit(self, worker: LatestWins) -> None:
         try:
@@ -298,7 +313,8 @@ class Explorer(W.VBox):
                             columns=2 if key == "compare" else 4,
                         )
                     )
-            self.status.value = ""
+            notes = [note for note in (self._note, self.session.display_note) if note]
+            self.status.value, self._note = "<br>".join(f"<i>{html.escape(note)}</i>" for note in notes), ""
             self.progress.layout.visibility = "hidden"
 
     def _show_error(self, state: ViewState | None, error: Exception) -> None:
