@@ -27,6 +27,7 @@ import xcam_widgets as xw
 from xcam_widgets.evaluation import evaluate, open_images, read_table, run_paths
 from xcam_widgets.gallery import DisplayImages, ThumbnailStyle, caption_lines, encode, thumbnail
 from xcam_widgets.gallery.display import _reduced
+from xcam_widgets.gallery.sheet import CELL_GAP
 from xcam_widgets.gallery.thumbnails import downsized
 from xcam_widgets.shapes.constants import HELDOUT_SEED
 from xcam_widgets.shapes.dataset import make_shapes
@@ -239,7 +240,7 @@ def test_exports_hold_the_selection(bundle, earlier, tmp_path):
 
         png = gallery.export_sheet(limit=5)
         with Image.open(png) as sheet:
-            assert sheet.format == "PNG" and sheet.width == 6 + 5 * (96 + 6)  # five tiles in one line
+            assert sheet.format == "PNG" and sheet.width == 6 + 5 * (2 * 96 + CELL_GAP + 6)  # five photo+overlay cells
         page = gallery.export_sheet(format="html")
         text = page.read_text()
         assert page.suffix == ".html" and text.count("<figure>") == min(len(want), 200)

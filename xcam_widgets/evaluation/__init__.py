@@ -1,10 +1,11 @@
 """The dataset runner: CAM methods × layers over image files, the shapes benchmark or a torch Dataset.
 
 `evaluate(model, images, methods, layers, ...)` -> `EvaluationResult(table, summary, maps, meta,
-complete)`, which unpacks as `(table, summary)`. Modules: `sources` (images by position), `batch`
-(one batch's rows: the pure function both engines map), `table` (columns, summary, paths),
-`maps` (`MapStore`), `parts` (per-batch files: resuming), `result` (files, `open_result`),
-`local` and `ray` (the engines), `runner` (`evaluate`).
+complete, latents)`, which unpacks as `(table, summary)`. Modules: `sources` (images by position),
+`batch` (one batch's rows: the pure function both engines map), `table` (columns, summary, paths),
+`maps` (`MapStore`), `latents` (`LatentStore`: per-row channel relevance vectors), `parts`
+(per-batch files: resuming), `fingerprint` (what a run depends on, by content), `lock` (one run per
+`out`), `result` (files, `open_result`), `local` and `ray` (the engines), `runner` (`evaluate`).
 
 The table: one row per image × method × layer, sorted by `row`:
 
@@ -24,7 +25,9 @@ The table: one row per image × method × layer, sorted by `row`:
 | pointing, energy | the pointing game and the energy in the class's mask (shapes only) |
 | mprt | on request: Spearman ρ of the raw map and the map once the layers after the CAM layer are randomised |
 | random_logit | on request: mean Spearman ρ of the raw map and the maps of 3 random other classes |
-| error | "" when fine; else why the image could not be read (its row has no values, class -1) |
+| error | "" when fine; else why the image could not be read, or why its label is not one of the model's classes |
+
+A row with an `error` has no values and class -1.
 
 The summary (`table.summarize`): n, mean and a 95% interval per method × layer × value column,
 `error` being the share of failed rows.
@@ -34,12 +37,25 @@ Contract for the Gallery and other consumers:
 - `maps[row]`: float16 `[h, w]`, the raw map (no ReLU) at the layer's resolution, adaptive-average
   pooled to at most 32×32 (`maps.MapStore`: `__getitem__`, `__len__`, `save`, `load`); error rows
   have none.
+- `latents` (`latents.LatentStore`, None where the run stored none): per row of a gradient method
+  (`latents.LATENT_METHODS`: gradcam, xgradcam, gradcam++, hirescam, gradcam-elementwise,
+  layercam), XGrad-CAM's channel shares over the whole map and over its hottest 10% (float16 `[K]`
+  each) and each channel's peak on the layer's grid; `latents.take(rows)` -> `Latents` for rows of
+  one layer (`xw.discover` clusters them). Error rows, other methods and runs made before the
+  runner stored them (or with `latents=False`) have none. Cost: one forward and backward pass per
+  batch, and 2 · K · 2 bytes + K peaks per row (384 B at K = 64, 7.5 kB at K = 1,280).
 - Files with `out="results.csv"`: `results.csv` (read it back with `table.read_table`),
-  `results.summary.csv`, `results.maps.npz`, `results.meta.json` (keys: format, images — the
-  spec for `open_images`, or None for a ShapesBatch / Dataset —, images_kind, images_count,
-  model, methods, layers, target, categories, columns, settings) and `results.parts/`, which
-  holds the same for the batches written so far (also of a Ray run, or one that stopped).
-- `open_result(path)`: reopens either without computing (`complete` False for a partial run).
+  `results.summary.csv`, `results.maps.npz`, `results.latents.npz` (where there are latents),
+  `results.meta.json` (keys: format, images — the spec for `open_images`, or None for a
+  ShapesBatch / Dataset —, images_kind, images_count, model, methods, layers, target, categories,
+  columns, settings, notes — e.g. why diagnostics are left out on token layers —, and fingerprint:
+  the weights, preprocess and images by content, which a resumed run checks) and `results.parts/`,
+  which holds the same for the batches written so far (also of a Ray run, or one that stopped):
+  `manifest.json`, `batch-*.npz` (rows, maps and latents), `run.lock` (present while a run writes
+  `out`: a second run on it is refused) and `batch-*.npz.damaged` (a damaged part moved aside by a
+  resumed run, which recomputed its batch).
+- `open_result(path)`: reopens either without computing (`complete` False for a partial run;
+  `latents` as stored).
 - `evaluate(..., on_rows=f, stop=event)`: `f(rows, maps)` gets the rows (dicts, as in the table)
   and their maps (row -> array), first of what `out`'s parts already hold, then after each
   batch, in the thread that runs `evaluate`. Once `event` is set, the run returns after the
@@ -56,6 +72,7 @@ from __future__ import annotations
 
 from .arguments import ENGINES
 from .batch import BatchResult, evaluate_batch
+from .latents import Latents, LatentStore
 from .maps import MapStore
 from .parts import OnRows
 from .result import EvaluationResult, open_result
@@ -72,6 +89,8 @@ __all__ = [
     "EvaluationResult",
     "FolderSource",
     "ImageBatch",
+    "LatentStore",
+    "Latents",
     "MapStore",
     "OnRows",
     "ShapesSource",

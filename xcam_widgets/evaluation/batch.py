@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, NamedTuple, Union
+from typing import Any, Union
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from ..model_state import evaluation_mode
 from ..models import ModelBundle
 from ..targets import SegmentationTarget, class_indices, logits_of, segmentation_logits
 from .arguments import not_a_classifier, token_layers
+from .latents import Latents, batch_latents, joined_latents
 from .maps import low_resolution
 from .sanity_columns import sanity_columns
 from .sources import UNKNOWN_LABEL, ImageBatch
@@ -35,11 +36,17 @@ EvalTarget = Union[None, int, str]
 SEGMENTATION = "segmentation"  # target: each image's label, scored by SegmentationTarget over its predicted pixels
 
 
-class BatchResult(NamedTuple):
-    """A batch's rows (one per image × method × layer, sorted by `row`) and their maps by `row`."""
+@dataclasses.dataclass
+class BatchResult:
+    """A batch's rows (one per image × method × layer, sorted by `row`), their maps by `row`, and the
+    latents of its `LATENT_METHODS` rows by layer index. Unpacks as `(rows, maps)`, as it did."""
 
     rows: list[dict]
     maps: dict[int, np.ndarray]
+    latents: dict[int, Latents] = dataclasses.field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.rows, self.maps))
 
 
 def evaluate_batch(
@@ -54,6 +61,7 @@ def evaluate_batch(
     tolerance: int | None = None,
     chunk_size: int = 256,
     method_options: Mapping[str, Mapping[str, Any]] | None = None,
+    latents: bool = True,
 ) -> BatchResult:
     """Rows and maps for every image × method × layer of `batch` (columns: `xcam_widgets.evaluation`).
 
@@ -66,10 +74,12 @@ def evaluate_batch(
     `chunk_size` bounds the inputs per model pass of the perturbation metrics and of the
     diagnostics' true drops. An image of `batch.failures`, or whose label is not one of the model's
     classes, gets rows with its `error` and no values. On a token layer the diagnostics are NaN: their
-    true drops need a `[B, K, h, w]` layer (`arguments.metrics_for_layers`).
+    true drops need a `[B, K, h, w]` layer (`arguments.metrics_for_layers`). `latents`: also the
+    rows' channel relevance vectors (`latents`; not for target="segmentation" or error rows).
     """
     rows: list[dict] = []
     maps: dict[int, np.ndarray] = {}
+    found: dict[int, list[Latents]] | None = {} if latents else None
     for failure in batch.failures:
         rows.extend(_error_rows(failure.position, failure.image, failure.message, methods, layers))
     if len(batch) and target == SEGMENTATION:
@@ -78,21 +88,12 @@ def evaluate_batch(
     elif len(batch):
         with evaluation_mode(bundle.model):
             _loaded_rows(
-                bundle,
-                batch,
-                methods,
-                layers,
-                target,
-                metrics,
-                steps,
-                tolerance,
-                chunk_size,
-                method_options or {},
-                rows,
-                maps,
-            )
+                bundle, batch, methods, layers, target, metrics, steps, tolerance, chunk_size, method_options or {},
+                rows, maps, found,
+            )  # fmt: skip
     rows.sort(key=lambda row: row["row"])
-    return BatchResult(rows, maps)
+    joined = {i: joined_latents(pieces) for i, pieces in (found or {}).items()}
+    return BatchResult(rows, maps, joined)
 
 
 def _error_rows(
@@ -152,9 +153,11 @@ def _loaded_rows(
     options: Mapping[str, Mapping[str, Any]],
     rows: list[dict],
     maps: dict[int, np.ndarray],
+    latents: dict[int, list[Latents]] | None,
 ) -> None:
-    """Append the rows and maps of the batch's loaded images (inside `evaluation_mode`); an image whose
-    label is no class of the model gets error rows, and the others go on without it."""
+    """Append the rows, maps and (where `latents` is a dict) latents of the batch's loaded images (inside
+    `evaluation_mode`); an image whose label is no class of the model gets error rows, and the others
+    go on without it."""
     model = bundle.model
     x = prepare_input(model, batch.x)
     with torch.no_grad():
@@ -181,8 +184,9 @@ def _loaded_rows(
         if len(outside) < len(batch):
             rest = _without(batch, outside)
             _loaded_rows(
-                bundle, rest, methods, layers, target, metrics, steps, tolerance, chunk_size, options, rows, maps
-            )
+                bundle, rest, methods, layers, target, metrics, steps, tolerance, chunk_size, options,
+                rows, maps, latents,
+            )  # fmt: skip
         return
     probabilities = torch.softmax(logits, dim=1)
     confidence, predicted = probabilities.max(dim=1)
@@ -238,6 +242,9 @@ def _loaded_rows(
                 row[ERROR_COLUMN] = ""
                 rows.append(row)
                 maps[key] = small[i]
+    if latents is not None:
+        for l_index, found in batch_latents(model, x, methods, layers, classes, batch.positions).items():
+            latents.setdefault(l_index, []).append(found)
 
 
 def _localisation(

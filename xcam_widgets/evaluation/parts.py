@@ -2,13 +2,14 @@
 
 With `out`, each finished batch is written at once to `<stem>.parts/batch-<first position>-<hash
 of the positions>.npz` (a temporary file, then a rename: a file is whole or absent). A part holds
-the batch's image positions, its rows as JSON (floats, NaN included, round-trip exactly) and its
-maps (`MapStore` arrays), read back without pickle. `manifest.json` records what the values
-depend on (its meta holds the run's `fingerprint`: weights, preprocess, images); a rerun with
-other settings or inputs stops with an error that says what changed rather than mixing two
-evaluations. A rerun with the same ones reads the parts and computes only the positions missing
-from them. A part that cannot be read (a damaged file) is named in a warning; a rerun moves it
-aside (`<name>.damaged`) and recomputes its batch, keeping the others.
+the batch's image positions, its rows as JSON (floats, NaN included, round-trip exactly), its
+maps (`MapStore` arrays) and its rows' latents (`LatentStore` arrays), read back without pickle.
+`manifest.json` records what the values depend on (its meta holds the run's `fingerprint`:
+weights, preprocess, images); a rerun with other settings or inputs stops with an error that says
+what changed rather than mixing two evaluations. A rerun with the same ones reads the parts and
+computes only the positions missing from them. A part that cannot be read (a damaged file) is
+named in a warning; a rerun moves it aside (`<name>.damaged`) and recomputes its batch, keeping
+the others.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import numpy as np
 from .batch import BatchResult
 from .files import write_atomically
 from .fingerprint import changes
+from .latents import PREFIX, LatentStore
 from .maps import ARRAY_NAMES, MapStore
 
 FORMAT = 2  # 1: the parquet parts of xcam-widgets <= 0.1 (rows only)
@@ -51,20 +53,22 @@ class Damaged(NamedTuple):
 
 
 class Part(NamedTuple):
-    """One batch as written: its image positions, rows and maps."""
+    """One batch as written: its image positions, rows, maps and latents."""
 
     positions: list[int]
     rows: list[dict]
     maps: MapStore
+    latents: LatentStore
 
 
 def encode_part(positions: Sequence[int], result: BatchResult) -> bytes:
-    """A batch's `.npz` bytes: positions, rows (JSON, as uint8) and the maps' arrays."""
+    """A batch's `.npz` bytes: positions, rows (JSON, as uint8), the maps' and the latents' arrays."""
     buffer = io.BytesIO()
     arrays: dict[str, Any] = {
         "positions": np.asarray(list(positions), dtype=np.int64),
         "table_rows": np.frombuffer(json.dumps(result.rows).encode(), dtype=np.uint8),
         **MapStore(result.maps).to_arrays(),
+        **LatentStore(result.latents).to_arrays(),
     }
     np.savez(buffer, **arrays)
     return buffer.getvalue()
@@ -77,6 +81,7 @@ def decode_part(data: bytes | Path) -> Part:
             arrays["positions"].tolist(),
             json.loads(arrays["table_rows"].tobytes()),
             MapStore.from_arrays({name: arrays[name] for name in ARRAY_NAMES}),
+            LatentStore.from_arrays({name: arrays[name] for name in arrays.files if name.startswith(PREFIX)}),
         )
 
 
@@ -166,13 +171,14 @@ def temporary_parts() -> Iterator[PartsFolder]:
 
 
 class Collector:
-    """A run's rows and maps as they arrive: first those already in the parts, then batch by
+    """A run's rows, maps and latents as they arrive: first those already in the parts, then batch by
     batch, each written to the parts (when there are parts) before `on_rows` sees it."""
 
     def __init__(self, parts: PartsFolder | None, on_rows: OnRows | None) -> None:
         self.parts, self.on_rows = parts, on_rows
         self.rows: dict[int, dict] = {}  # by `row`: a batch written twice counts once
         self.maps = MapStore()
+        self.latents = LatentStore()
         self.done: set[int] = set()
         self.written: list[Path] = []  # the part files this run wrote
 
@@ -198,6 +204,7 @@ class Collector:
                 self.rows.setdefault(row["row"], row)
         if found:
             self.maps = MapStore.concat([part.maps for part in found])
+            self.latents = LatentStore.concat([part.latents for part in found])
             if self.on_rows is not None:
                 self.on_rows(sorted(self.rows.values(), key=lambda r: r["row"]), self.maps)
 
@@ -216,6 +223,7 @@ class Collector:
         for row in result.rows:
             self.rows.setdefault(row["row"], row)
         self.maps.update(result.maps)
+        self.latents.update(result.latents)
         self.done.update(positions)
         if self.on_rows is not None:
             self.on_rows(result.rows, result.maps)

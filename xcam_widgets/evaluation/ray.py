@@ -132,7 +132,8 @@ def _collect(
             for block in blocks:
                 for payload in block["part"]:
                     part = decode_part(bytes(payload))
-                    collector.add(part.positions, BatchResult(part.rows, dict(part.maps.items())), bytes(payload))
+                    result = BatchResult(part.rows, dict(part.maps.items()), part.latents.layers)
+                    collector.add(part.positions, result, bytes(payload))
                     bar.update(len(part.positions))
                 if stop is not None and stop.is_set():
                     break

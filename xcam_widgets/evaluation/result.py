@@ -1,7 +1,8 @@
 """A run's result, its files, and reopening them without recomputing anything.
 
 A complete run with `out` writes the table (`results.csv`), the summary (`results.summary.csv`),
-the maps (`results.maps.npz`, a `MapStore`) and what is needed to show the run again
+the maps (`results.maps.npz`, a `MapStore`), the rows' latents where there are any
+(`results.latents.npz`, a `LatentStore`) and what is needed to show the run again
 (`results.meta.json`), each whole or not at all; its batches stay in `results.parts/`. A run that
 stopped early has only its parts. `open_result` reads either. A run holds `out`'s lock (`lock`)
 from the check of `out` to its last file, so a second run on the same `out` is refused.
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from .files import write_atomically
+from .latents import LatentStore
 from .lock import RunLockedError, run_lock
 from .maps import MapStore
 from .parts import DAMAGE, FORMAT, Damaged, PartsFolder
@@ -32,13 +34,16 @@ class EvaluationResult:
     """`table`: one row per image × method × layer; `summary`: means and 95% CIs per method × layer
     × value column; `maps`: each row's small raw map by `row`; `meta`: the run's settings (as in
     `<stem>.meta.json`); `complete`: False for a run that stopped early (its missing images are
-    not in the table). Unpacks and indexes as the pair `(table, summary)`, as it did when it was one."""
+    not in the table); `latents`: the rows' channel relevance vectors (`latents.LatentStore`), None
+    where the run stored none (runs made before the runner stored them, `latents=False`). Unpacks
+    and indexes as the pair `(table, summary)`, as it did when it was one."""
 
     table: pd.DataFrame
     summary: pd.DataFrame
     maps: MapStore = field(default_factory=MapStore)
     meta: dict[str, Any] = field(default_factory=dict)
     complete: bool = True
+    latents: LatentStore | None = None
 
     def __iter__(self) -> Iterator[pd.DataFrame]:
         return iter((self.table, self.summary))
@@ -73,7 +78,7 @@ def prepare_out(out: str | os.PathLike, manifest: dict[str, Any], overwrite: boo
         try:
             if overwrite:
                 parts.remove()
-                for path in (paths.table, paths.summary, paths.maps, paths.meta):
+                for path in (paths.table, paths.summary, paths.maps, paths.meta, paths.latents):
                     path.unlink(missing_ok=True)
             parts.claim(manifest)  # also proves that the folder is writable
         except OSError as err:
@@ -82,10 +87,13 @@ def prepare_out(out: str | os.PathLike, manifest: dict[str, Any], overwrite: boo
 
 
 def write_outputs(paths: RunPaths, result: EvaluationResult) -> None:
-    """The table, summary, maps and meta of a complete run, each through a temporary file and a rename."""
+    """The table, summary, maps, latents (if any) and meta of a complete run, each through a temporary
+    file and a rename; the meta last, so that a run with a meta file has all its files."""
     write_atomically(paths.table, result.table.to_csv(index=False).encode())
     write_atomically(paths.summary, result.summary.to_csv(index=False).encode())
     result.maps.save(paths.maps)
+    if result.latents is not None:
+        result.latents.save(paths.latents)
     write_atomically(paths.meta, (json.dumps(result.meta, indent=1) + "\n").encode())
 
 
@@ -102,7 +110,8 @@ def open_result(path: str | os.PathLike) -> EvaluationResult:
         summary = pandas().read_csv(paths.summary) if paths.summary.is_file() else summarize(table)
         maps = _load_maps(paths) if paths.maps.is_file() else MapStore()
         meta = json.loads(paths.meta.read_text()) if paths.meta.is_file() else {}
-        return EvaluationResult(table, summary, maps, meta, complete=True)
+        latents = _load_latents(paths) if paths.latents.is_file() else None
+        return EvaluationResult(table, summary, maps, meta, complete=True, latents=latents)
     if paths.parts.is_dir():
         return _from_parts(PartsFolder(paths.parts))
     raise FileNotFoundError(f"no evaluation at {str(path)!r}: neither {str(paths.table)!r} nor {str(paths.parts)!r}")
@@ -114,6 +123,16 @@ def _load_maps(paths: RunPaths) -> MapStore:
     except DAMAGE as err:
         raise ValueError(
             f"{str(paths.maps)!r} is damaged ({type(err).__name__}: {err}); the same maps are in the parts: "
+            f"open_result({str(paths.parts)!r})"
+        ) from err
+
+
+def _load_latents(paths: RunPaths) -> LatentStore:
+    try:
+        return LatentStore.load(paths.latents)
+    except DAMAGE as err:
+        raise ValueError(
+            f"{str(paths.latents)!r} is damaged ({type(err).__name__}: {err}); the same latents are in the parts: "
             f"open_result({str(paths.parts)!r})"
         ) from err
 
@@ -140,7 +159,13 @@ def _from_parts(parts: PartsFolder) -> EvaluationResult:
         MapStore.concat([part.maps for part in found]),
         meta,
         complete=len(done) >= meta["images_count"],
+        latents=stored_latents(LatentStore.concat([part.latents for part in found])),
     )
+
+
+def stored_latents(store: LatentStore) -> LatentStore | None:
+    """`store`, or None where it holds no row (a run that stored no latents)."""
+    return store if len(store) else None
 
 
 def _warn_damaged(parts: PartsFolder, damaged: list[Damaged], done: set[int], meta: dict[str, Any]) -> None:
@@ -159,4 +184,4 @@ def _warn_damaged(parts: PartsFolder, damaged: list[Damaged], done: set[int], me
     )
 
 
-__all__ = ["EvaluationResult", "open_result", "prepare_out", "write_outputs"]
+__all__ = ["EvaluationResult", "open_result", "prepare_out", "stored_latents", "write_outputs"]

@@ -25,13 +25,14 @@ from .arguments import (
     layer_names,
     make_bundle,
     method_names,
+    metrics_for_layers,
 )
 from .batch import EvalTarget
 from .fingerprint import run_fingerprint, weights_hash
 from .local import run_local
 from .parts import FORMAT, Collector, OnRows, PartsFolder, temporary_parts
 from .ray import evaluate_on_ray
-from .result import EvaluationResult, prepare_out, write_outputs
+from .result import EvaluationResult, prepare_out, stored_latents, write_outputs
 from .sources import Images, Source, open_images
 from .table import rows_frame, run_paths, summarize, table_columns
 
@@ -59,6 +60,7 @@ def evaluate(
     engine_options: Mapping[str, Any] | None = None,
     on_rows: OnRows | None = None,
     stop: threading.Event | None = None,
+    latents: bool = True,
 ) -> EvaluationResult:
     """Evaluate `methods` × `layers` on `images`; returns an `EvaluationResult` (unpacks as
     `(table, summary)`; columns and files: `xcam_widgets.evaluation`).
@@ -93,6 +95,9 @@ def evaluate(
     - `on_rows(rows, maps)`: called with the rows already in `out`'s parts, then after each batch.
     - `stop`: once set, the run ends after the current batch and returns what it has
       (`complete` False); its batches are in the parts, so a rerun resumes.
+    - `latents`: also store each row's channel relevance vectors (`EvaluationResult.latents`, for
+      `xw.discover`; `evaluation.latents`): one extra forward and backward pass per batch, and 2 · K
+      float16 + K peaks per row of a gradient method (7.5 kB at K = 1,280). False stores none.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
@@ -104,6 +109,8 @@ def evaluate(
         raise TypeError(f"on_rows must be callable (rows, maps) -> None, got {type(on_rows).__name__}")
     if stop is not None and not callable(getattr(stop, "is_set", None)):
         raise TypeError(f"stop must be a threading.Event, got {type(stop).__name__}")
+    if not isinstance(latents, bool):
+        raise TypeError(f"latents must be True or False, got {latents!r}")
     checked_device = check_device(device, here=engine == "local")
     # The Ray engine's driver only checks arguments and resolves layers: a name loads on the CPU,
     # and `device` is left to the actors.
@@ -115,11 +122,19 @@ def evaluate(
     check_target(target, source)
     chosen = chosen_metrics(metrics, source.has_masks, target)
     layer_list = layer_names(bundle, layers, source)
+    chosen, metrics_note = metrics_for_layers(metrics, chosen, bundle, layer_list, source)
     batch_options = dict(
-        target=target, metrics=chosen, steps=steps, tolerance=tolerance, chunk_size=chunk_size, method_options=options
+        target=target,
+        metrics=chosen,
+        steps=steps,
+        tolerance=tolerance,
+        chunk_size=chunk_size,
+        method_options=options,
+        latents=latents,
     )
     columns = table_columns(chosen, source.has_masks)
     meta = run_meta(bundle, source, names, layer_list, batch_options, columns)
+    meta["notes"] = [metrics_note] if metrics_note else []
     meta["fingerprint"] = run_fingerprint(bundle, source, batch_size)
     manifest = _normalised(
         {
@@ -173,7 +188,8 @@ def evaluate(
                 f"the {engine} engine finished with {len(source) - len(collector.done)} images "
                 f"missing{where}; rerun to resume"
             )
-        result = EvaluationResult(table, summarize(table), collector.maps, manifest["meta"], complete)
+        latent_store = stored_latents(collector.latents)
+        result = EvaluationResult(table, summarize(table), collector.maps, manifest["meta"], complete, latent_store)
         if out is not None and complete:
             write_outputs(run_paths(out), result)
     return result
@@ -189,7 +205,8 @@ def run_meta(
 ) -> dict[str, Any]:
     """What is needed to show a run again (`<stem>.meta.json`): see `xcam_widgets.evaluation`. The
     runner adds what its rows depend on (`fingerprint.run_fingerprint`), which a resumed run checks."""
-    settings = {name: batch_options[name] for name in ("target", "metrics", "steps", "tolerance", "method_options")}
+    names = ("target", "metrics", "steps", "tolerance", "method_options", "latents")
+    settings = {name: batch_options[name] for name in names}
     return {
         "format": FORMAT,
         "images": source.spec,

@@ -69,13 +69,14 @@ Z_95 = 1.959963984540054
 
 class RunPaths(NamedTuple):
     """Every file of a run with `out`: `results.csv` -> `results.summary.csv`, `results.maps.npz`,
-    `results.meta.json` and the per-batch folder `results.parts/`."""
+    `results.meta.json`, the per-batch folder `results.parts/` and `results.latents.npz`."""
 
     table: Path
     summary: Path
     maps: Path
     meta: Path
     parts: Path
+    latents: Path
 
 
 def run_paths(out: str | os.PathLike) -> RunPaths:
@@ -90,6 +91,7 @@ def run_paths(out: str | os.PathLike) -> RunPaths:
         side(path.stem + ".maps.npz"),
         side(path.stem + ".meta.json"),
         side(path.stem + ".parts"),
+        side(path.stem + ".latents.npz"),
     )
 
 

@@ -27,6 +27,7 @@ from ..evaluation.arguments import (
     layer_names,
     make_bundle,
     method_names,
+    metrics_for_layers,
 )
 from ..evaluation.parts import MANIFEST
 from ..evaluation.table import run_paths, table_columns
@@ -139,6 +140,9 @@ def _start(
     check_target(target, source)
     chosen = chosen_metrics(metrics, source.has_masks, target)
     layer_list = layer_names(bundle, layers, source)
+    # The defaults fitted to the layers here, and passed on as the defaults (None), so that the run
+    # leaves diagnostics out on token layers rather than refuse them as an explicit request.
+    chosen, note = metrics_for_layers(metrics, chosen, bundle, layer_list, source)
     run = GalleryRun.start(
         bundle,
         images,
@@ -149,14 +153,14 @@ def _start(
         methods=names,
         layers=layer_list,
         target=target,
-        metrics=list(chosen),
+        metrics=None if metrics is None else list(chosen),
         batch_size=batch_size,
         device=device if engine == "ray" else None,
         **options,
     )
     out = options.get("out")
     files = run_files(out) if out is not None else ()
-    return GalleryData(bundle, run, source, False, "", tuple(names), tuple(layer_list), methods is None, files)
+    return GalleryData(bundle, run, source, False, note, tuple(names), tuple(layer_list), methods is None, files)
 
 
 def _reopen(model: Any, images: Any, device: Any, preprocess: Any, display_images: Any) -> GalleryData:

@@ -145,7 +145,7 @@ def discover(
     categories = result.meta.get("categories") or None
     row_ids = rows["row"].to_numpy()
     maps, empty_maps, grid = spatial_features(result.maps, row_ids.tolist())
-    stored = latents if latents is not None else getattr(result, "latents", None)  # once the runner stores them
+    stored = latents if latents is not None else _stored(result, row_ids)
     kind = resolve_features(features, stored, model)
     latent: Latents | None = None
     if kind == "spatial":
@@ -253,11 +253,20 @@ def resolve_features(features: str, stored: Latents | None, model: Any) -> str:
         features = LATENT_DEFAULT
     if features != "spatial" and stored is None and model is None:
         raise ValueError(
-            "this run stores no latent vectors (runs so far keep only the maps); recompute them with "
-            f"xw.discover(source, features={features!r}, model=<the run's model>), which runs the model once "
-            "over the run's images, or use features='spatial'"
+            "this run stores no latent vectors for these rows (runs made before the runner stored them, runs "
+            "with latents=False, and methods without channel shares have none). To get them, rerun with "
+            f"overwrite=True, or pass model=<the run's model> (xw.discover(source, features={features!r}, "
+            "model=...) runs it once over the run's images); or use features='spatial'"
         )
     return features
+
+
+def _stored(result: Any, rows: np.ndarray) -> Latents | None:
+    """The run's stored latents of `rows` (`EvaluationResult.latents`), or None where it has none for them."""
+    store = getattr(result, "latents", None)
+    if store is None or not store.covers(rows.tolist()):
+        return None
+    return store.take(rows)
 
 
 def _prototypes(

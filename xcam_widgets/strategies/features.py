@@ -19,44 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..methods.gradient import xgradcam
-
-REGIONS: tuple[str, ...] = ("all", "top")
-TOP_FRACTION = 0.1  # "top": the hottest 10% of the map's pixels
-
-
-def top_region(maps: torch.Tensor, fraction: float = TOP_FRACTION) -> torch.Tensor:
-    """`[B, h, w]` maps -> bool `[B, h, w]`: each map's ceil(fraction · h · w) highest pixels (ties
-    broken by position, so exactly that many)."""
-    if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-    b, h, w = maps.shape
-    count = max(1, int(np.ceil(fraction * h * w)))
-    index = maps.reshape(b, -1).topk(count, dim=1).indices
-    region = torch.zeros(b, h * w, dtype=torch.bool, device=maps.device)
-    region.scatter_(1, index, True)
-    return region.reshape(b, h, w)
-
-
-def channel_relevance(
-    activations: torch.Tensor, gradients: torch.Tensor, region: str = "all", fraction: float = TOP_FRACTION
-) -> torch.Tensor:
-    """`[B, K, h, w]` A and G -> `[B, K]` XGrad-CAM channel shares p_k = Σ_{xy ∈ R} α_k A_k(x, y).
-
-    R is every pixel (`region="all"`: Σ_k p_k = Σ_xy M, the XGrad-CAM map M = Σ_k α_k A_k) or the
-    hottest `fraction` of M's pixels (`"top"`: Σ_k p_k = Σ_{xy ∈ R} M)."""
-    if region not in REGIONS:
-        raise ValueError(f"region must be one of {REGIONS}, got {region!r}")
-    if activations.ndim != 4 or activations.shape != gradients.shape:
-        raise ValueError(
-            f"activations and gradients must both be [B, K, h, w]; got {tuple(activations.shape)} and "
-            f"{tuple(gradients.shape)}"
-        )
-    contributions = xgradcam(activations.float(), gradients.float()).contributions  # α_k A_k
-    if region == "all":
-        return contributions.sum(dim=(2, 3))
-    inside = top_region(contributions.sum(dim=1), fraction)
-    return (contributions * inside[:, None]).sum(dim=(2, 3))
+# The runner stores the channel shares per row, so they are computed there (`evaluation.latents`).
+from ..evaluation.latents import REGIONS, TOP_FRACTION, channel_relevance, top_region
 
 
 def common_grid(shapes: Sequence[tuple[int, int]]) -> tuple[int, int]:

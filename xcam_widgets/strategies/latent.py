@@ -1,21 +1,22 @@
-"""Channel relevance vectors of a run's rows, recomputed with the model (the runner stores none yet).
+"""Channel relevance vectors of a run's rows, recomputed with the model (for runs that stored none).
 
 One forward and backward pass per batch through `xw.capture` (hooks removed, eval mode restored):
 for each row, its image, its layer and its explained class (`class`) give A and G, and
 `features.channel_relevance` gives the vectors over the whole map and over its hottest region.
-Each channel's peak (where A_k is largest) is kept too, for the prototype crops.
+Each channel's peak (where A_k is largest) is kept too, for the prototype crops. The runner stores
+the same per row (`evaluation.latents`, `EvaluationResult.latents`), as float16.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..capture import capture
+from ..evaluation.latents import Latents
 from ..evaluation.sources import Source
 from .features import REGIONS, channel_relevance
 
@@ -24,31 +25,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
 Progress = Callable[[str, int, int], None]
-
-
-@dataclass
-class Latents:
-    """Per row (in `rows` order): `vectors[region]` `[n, K]` channel shares, `peaks` `[n, K]` the flat
-    index of each channel's activation maximum on the layer's grid `grid` (h, w)."""
-
-    rows: np.ndarray
-    vectors: dict[str, np.ndarray]
-    peaks: np.ndarray
-    grid: tuple[int, int]
-
-    def __post_init__(self) -> None:
-        unknown = set(self.vectors) - set(REGIONS)
-        if unknown:
-            raise ValueError(f"latent regions must be among {REGIONS}, got {sorted(unknown)}")
-
-    def take(self, rows: np.ndarray) -> Latents:
-        """The same for `rows` (a subset, in that order)."""
-        where = {int(r): i for i, r in enumerate(self.rows)}
-        missing = [int(r) for r in rows if int(r) not in where]
-        if missing:
-            raise ValueError(f"no latent vector for {len(missing)} rows (first: row {missing[0]})")
-        index = np.array([where[int(r)] for r in rows], dtype=np.int64)
-        return Latents(np.asarray(rows), {k: v[index] for k, v in self.vectors.items()}, self.peaks[index], self.grid)
 
 
 def compute_latents(
