@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
 import uuid
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -17,4 +21,11 @@ def write_atomically(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
-__all__ = ["write_atomically"]
+def save_arrays(path: str | os.PathLike, arrays: dict[str, Any]) -> None:
+    """Named arrays to an `.npz` file at `path`, whole or not at all."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_atomically(Path(path), buffer.getvalue())
+
+
+__all__ = ["save_arrays", "write_atomically"]

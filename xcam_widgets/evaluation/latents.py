@@ -19,12 +19,9 @@ run's `results.latents.npz`, and beside the maps in each part file).
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +29,7 @@ from torch import nn
 
 from ..capture import capture
 from ..methods.gradient import xgradcam
-from .files import write_atomically
+from .files import save_arrays
 from .table import row_key
 
 REGIONS: tuple[str, ...] = ("all", "top")
@@ -218,10 +215,7 @@ class LatentStore:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the store to `path` (an `.npz` file), whole or not at all."""
-        buffer = io.BytesIO()
-        arrays: dict[str, Any] = self.to_arrays()
-        np.savez(buffer, **arrays)
-        write_atomically(Path(path), buffer.getvalue())
+        save_arrays(path, self.to_arrays())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> LatentStore:

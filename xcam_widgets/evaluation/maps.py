@@ -9,17 +9,14 @@ offset into it and shape (`ARRAY_NAMES`), in an `.npz` file read without pickle.
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .files import write_atomically
+from .files import save_arrays
 
 MAX_SIDE = 32
 FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -135,10 +132,7 @@ class MapStore(Mapping[int, np.ndarray]):
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the store to `path` (an `.npz` file), whole or not at all (a temporary file, then a rename)."""
-        buffer = io.BytesIO()
-        arrays: dict[str, Any] = self.to_arrays()
-        np.savez(buffer, **arrays)
-        write_atomically(Path(path), buffer.getvalue())
+        save_arrays(path, self.to_arrays())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> MapStore:

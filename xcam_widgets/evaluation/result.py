@@ -16,7 +16,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 
 from .files import write_atomically
 from .latents import LatentStore
@@ -118,21 +118,23 @@ def open_result(path: str | os.PathLike) -> EvaluationResult:
 
 
 def _load_maps(paths: RunPaths) -> MapStore:
-    try:
-        return MapStore.load(paths.maps)
-    except DAMAGE as err:
-        raise ValueError(
-            f"{str(paths.maps)!r} is damaged ({type(err).__name__}: {err}); the same maps are in the parts: "
-            f"open_result({str(paths.parts)!r})"
-        ) from err
+    return _load(MapStore.load, paths.maps, "maps", paths)
 
 
 def _load_latents(paths: RunPaths) -> LatentStore:
+    return _load(LatentStore.load, paths.latents, "latents", paths)
+
+
+Store = TypeVar("Store")
+
+
+def _load(load: Callable[[Path], Store], path: Path, what: str, paths: RunPaths) -> Store:
+    """`load(path)`, or an error that names the damaged file and where the same `what` can be read."""
     try:
-        return LatentStore.load(paths.latents)
+        return load(path)
     except DAMAGE as err:
         raise ValueError(
-            f"{str(paths.latents)!r} is damaged ({type(err).__name__}: {err}); the same latents are in the parts: "
+            f"{str(path)!r} is damaged ({type(err).__name__}: {err}); the same {what} are in the parts: "
             f"open_result({str(paths.parts)!r})"
         ) from err
 
