@@ -1,7 +1,9 @@
 """xcam-widgets: interactive, axiom-checked class activation maps for PyTorch CNNs.
 
 The widgets (`Explorer`, `Gallery`, `layer_sweep`, `method_grid`) and `discover` / `Discovery` load on first
-use (PEP 562), so the engine, the runner and the CLI never import ipywidgets, Plotly or scikit-learn."""
+use (PEP 562), so the engine, the runner and the CLI never import ipywidgets, Plotly or scikit-learn.
+`compare` is imported at once: it shares its name with its package `xcam_widgets.compare`, and an attribute
+loaded on first use would be replaced by that package whenever one of its modules is imported first."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 
 from . import metrics, targets
 from .capture import capture
+from .compare import Comparison, compare
 from .diagnostics import Diagnosis, diagnose
 from .discovery import LayerInfo, candidate_layers, default_layer
 from .evaluation import EvaluationResult, evaluate
@@ -37,7 +40,9 @@ _LAZY = {
 __all__ = [
     "METHODS",
     "REGISTRY",
+    "Comparison",
     "EvaluationResult",
+    "compare",
     "average_drop_increase",
     "deletion_auc",
     "energy_in_mask",
