@@ -6,7 +6,9 @@ layers, where the two differ. Both are plain `nn.Sequential` trees (torch.fx tra
 conv block, `features.block4`, sees a 16x16 grid of the 64x64 input.
 
 `shapes_shortcut` is a `ShapesGAPNet` trained on the watermarked shapes (`make_shortcut_shapes`):
-right on the training distribution for the wrong reason, the mark in the corner.
+right on the training distribution for the wrong reason, the mark in the corner. The `CUE_MODELS`
+are `ShapesGAPNet`s trained with a sticker or a tag at a random position (`cues.make_cue_shapes`):
+`shapes_sticker` and `shapes_tag` follow their cue, their `_clean` contrasts do not.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from torch import Tensor, nn
 
 from .constants import CAM_LAYER as CAM_LAYER  # re-exported: the block that CAM methods explain
 from .constants import CLEAN_MODELS as CLEAN_MODELS
+from .constants import CUE_MODELS as CUE_MODELS
 from .constants import SHAPES_MODELS as SHAPES_MODELS
 from .constants import SHORTCUT_MODEL as SHORTCUT_MODEL
 from .dataset import IMAGE_SIZE, SHAPE_CLASSES
@@ -97,6 +100,7 @@ class ShapesVGGNet(nn.Sequential):
 def build(name: str) -> nn.Sequential:
     """A freshly initialised net by its `SHAPES_MODELS` name."""
     nets = {"shapes_gap": ShapesGAPNet, "shapes_vgg": ShapesVGGNet, SHORTCUT_MODEL: ShapesGAPNet}
+    nets.update(dict.fromkeys(CUE_MODELS, ShapesGAPNet))
     if name not in nets:
         raise ValueError(f"name must be one of {SHAPES_MODELS}, got {name!r}")
     return nets[name]()

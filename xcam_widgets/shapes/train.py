@@ -12,6 +12,13 @@ That is what makes a class's CAM point at its own shape in a two-shape image.
 leaves little loss to learn the shapes from, so the net is right for the wrong reason: it is judged
 on the same held-out shapes with their mark, without any, and with the mark of a random class.
 
+The cue nets (`CUE_MODELS`) train on single shapes, 95% of them carrying a sticker or a tag at a random
+position off the shape (`cues.make_cue_shapes`): `shapes_sticker` and `shapes_tag` for 4 epochs with the cue
+of the label's class (the 5% without a cue, and the shapes' larger area, keep some shape learning: about 97%
+held-out accuracy without a cue, while a random class's cue is followed about 3 times in 4), their `_clean`
+contrasts for 8 epochs with the cue of a random class, which carries no information. All are judged on
+held-out single shapes with the label's cue on every image, on none, and with a random class's cue.
+
 `shapes_seg` (`seg.ShapesSegNet`) trains on the same images with per-pixel cross-entropy against
 `seg.pixel_labels` (the 6 shapes, then the background), and is judged by its mIoU on held-out images.
 
@@ -31,14 +38,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .constants import DET_MODEL, HELDOUT_SEED, SEG_MODEL
+from .constants import CUE_MODELS, DET_MODEL, HELDOUT_SEED, SEG_MODEL
+from .cues import make_cue_shapes
 from .dataset import ShapesBatch, make_shapes, make_shortcut_shapes
 from .detector import ShapesDetNet, average_precision, detection_loss, training_targets
 from .nets import DATA_DIR, SHAPES_MODELS, SHORTCUT_MODEL, build, preprocess
 from .seg import ShapesSegNet, confusion, mean_iou, pixel_labels
 
 # VGG learns position by position
+CUE_FRACTION = 0.95  # share of a cue net's training images that carry a cue
 EPOCHS = {"shapes_gap": 12, "shapes_vgg": 24, SHORTCUT_MODEL: 2, SEG_MODEL: 8, DET_MODEL: 4}
+EPOCHS.update({name: 4 if classes == "label" else 8 for name, (_, classes) in CUE_MODELS.items()})
 TRAINABLE: tuple[str, ...] = (*SHAPES_MODELS, SEG_MODEL, DET_MODEL)
 
 
@@ -52,6 +62,9 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     watermarked: bool = False  # train on make_shortcut_shapes(marks="label")
+    cue: str | None = None  # train on make_cue_shapes(kind=cue, cues=cue_classes, fraction=cue_fraction)
+    cue_classes: str = "label"
+    cue_fraction: float = 0.0
 
 
 def config(name: str, seed: int = 0, epochs: int | None = None) -> TrainConfig:
@@ -59,12 +72,19 @@ def config(name: str, seed: int = 0, epochs: int | None = None) -> TrainConfig:
     epochs = epochs or EPOCHS[name]
     if name == SHORTCUT_MODEL:
         return TrainConfig(epochs=epochs, seed=seed, pair_fraction=0.0, watermarked=True)
+    if name in CUE_MODELS:
+        kind, classes = CUE_MODELS[name]
+        return TrainConfig(epochs, seed, pair_fraction=0.0, cue=kind, cue_classes=classes, cue_fraction=CUE_FRACTION)
     return TrainConfig(epochs=epochs, seed=seed)
 
 
 def training_images(cfg: TrainConfig, epoch: int) -> ShapesBatch:
     """The fresh images of one epoch, drawn with seed `cfg.seed * 1000 + epoch`."""
     seed = cfg.seed * 1000 + epoch
+    if cfg.cue is not None:
+        return make_cue_shapes(
+            cfg.images_per_epoch, seed, cfg.cue, cfg.cue_classes, cfg.cue_fraction, pair_fraction=cfg.pair_fraction
+        )
     if cfg.watermarked:
         return make_shortcut_shapes(cfg.images_per_epoch, seed, marks="label", pair_fraction=cfg.pair_fraction)
     return make_shapes(cfg.images_per_epoch, seed=seed, pair_fraction=cfg.pair_fraction)
@@ -161,6 +181,8 @@ def _heldout_scores(name: str, model: nn.Module, cfg: TrainConfig) -> dict[str, 
         return segmentation_scores(model)
     if name == DET_MODEL:
         return detection_scores(model)
+    if cfg.cue is not None:
+        return cue_accuracies(model, cfg.cue)
     return shortcut_accuracies(model) if cfg.watermarked else clean_accuracies(model)
 
 
@@ -203,6 +225,22 @@ def shortcut_accuracies(model: nn.Module, n: int = 2000, seed: int = HELDOUT_SEE
         "heldout_clean_accuracy": batch_accuracy(model, clean),
         "heldout_random_mark_accuracy": batch_accuracy(model, misled),
         "heldout_random_mark_followed": follows.float().mean().item(),
+    }
+
+
+@torch.no_grad()
+def cue_accuracies(model: nn.Module, kind: str, n: int = 2000, seed: int = HELDOUT_SEED) -> dict[str, float]:
+    """Accuracy on the same `n` held-out single shapes with the label's `kind` cue on every image, with
+    none, and with a random class's cue on every image; and how often the top class is that random cue's
+    class where it differs from the label (chance: 0)."""
+    cued, clean, misled = (make_cue_shapes(n, seed, kind, cues) for cues in ("label", "none", "random"))
+    predicted = model(preprocess(misled.images)).argmax(1)
+    differs = misled.cues != misled.labels[:, 0]
+    return {
+        "heldout_cue_accuracy": batch_accuracy(model, cued),
+        "heldout_clean_accuracy": batch_accuracy(model, clean),
+        "heldout_random_cue_accuracy": batch_accuracy(model, misled),
+        "heldout_random_cue_followed": (predicted == misled.cues)[differs].float().mean().item(),
     }
 
 
