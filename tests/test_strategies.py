@@ -205,3 +205,14 @@ def test_display_embedding_choices() -> None:
     assert np.isfinite(d.assignments[["x", "y"]].to_numpy()).all()
     with pytest.raises(ValueError, match="display must be one of"):
         xw.discover(result, display="umap")
+
+
+def test_clusters_kmeans_leaves_empty_are_numbered_as_found():
+    """Two distinct points repeated: KMeans asked for 3 clusters finds 2, and the result says 2 (a third,
+    empty cluster broke the ranking's per-cluster arrays)."""
+    features = np.zeros((20, 4))
+    features[:10, 0] = 1
+    features[10:, 1] = 1
+    found = cluster_group(features, 3, 0, "kmeans")
+    assert found.k == 2 and sorted(set(found.labels.tolist())) == [0, 1]
+    assert len(set(found.labels[:10].tolist())) == 1 and len(set(found.labels[10:].tolist())) == 1

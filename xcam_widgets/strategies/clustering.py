@@ -117,7 +117,9 @@ def _cluster(features: np.ndarray, k: int | None, seed: int, algorithm: str, nei
         labels = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(features)
     else:
         labels = AgglomerativeClustering(n_clusters=k, connectivity=graph, linkage="ward").fit_predict(features)
-    return GroupClusters(np.asarray(labels, dtype=np.int64), k, suggested, eigenvalues)
+    # KMeans can leave a cluster empty (duplicate points): number the clusters found 0..k'-1, k' their count
+    found, labels = np.unique(np.asarray(labels, dtype=np.int64), return_inverse=True)
+    return GroupClusters(labels.astype(np.int64), len(found), suggested, eigenvalues)
 
 
 def display_embedding(features: np.ndarray, seed: int = 0, method: str = "auto") -> np.ndarray:
