@@ -243,3 +243,20 @@ def test_an_unfinished_run_is_refused_with_a_clear_message():
     finally:
         data.gate.set()
         gallery.close()
+
+
+def test_closing_leaves_no_live_box_holding_a_closed_widget(gallery):
+    """A reloading page asks for every live widget's state; one live box holding a closed widget makes that
+    fail for the whole kernel. Cards rebuilt for another group and a closed view must leave none."""
+    from ipywidgets.widgets.widget import _instances
+
+    view = gallery.strategies(**DISCOVER)
+    view.wait()
+    groups = [value for _, value in view.group.options]
+    for group in groups[1:] + groups[:1]:  # each change rebuilds the cards
+        view.group.value = group
+    for widget in list(_instances.values()):
+        widget.get_state()  # raises AttributeError on a closed child
+    view.close()
+    for widget in list(_instances.values()):
+        widget.get_state()

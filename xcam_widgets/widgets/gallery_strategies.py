@@ -56,5 +56,12 @@ class GalleryStrategies:
             previous.close()
         return view
 
+    def strategies_closed(self, view: StrategiesView) -> None:
+        """Take a view that is closing out of the Gallery's box: a live box must not hold a closed widget."""
+        with self._lock:
+            if self.strategies_view is view:
+                self.strategies_view = None
+                self.strategies_box.children = []
+
 
 __all__ = ["GalleryStrategies"]

@@ -33,6 +33,7 @@ from ..strategies.view_model import (
     points_frame,
     selected_rows,
 )
+from .controls import descendants
 from .live_figure import LiveFigure
 from .worker import LatestWins
 
@@ -132,9 +133,11 @@ class ClusterCard(W.VBox):
         self.result.value = f"<span style='color:#b00'><b>{type(error).__name__}</b>: {html.escape(str(error))}</span>"
 
     def close(self) -> None:
+        """Close every nested widget, not only the direct children: a live box holding a closed widget
+        breaks `get_state`, and with it a reloading page's restore of every widget in the kernel."""
         self._worker.shutdown()
-        for child in (*self.children, *self.crops):
-            child.close()
+        for widget in list(descendants(self)):
+            widget.close()
         super().close()
 
 
@@ -250,13 +253,14 @@ class StrategiesView(W.VBox):
         """The chosen group's note and its cluster cards, best rank first."""
         if self.discovery is None or self.group.value is None:
             return
-        for old in self.cards.values():
-            old.close()
+        old = list(self.cards.values())
         group = int(self.group.value)
         self.group_label.value = group_note(self.discovery, group)
         ids = group_clusters(self.discovery, group)["cluster"].astype(int).tolist()
         self.cards = {c: ClusterCard(self.discovery, c, self._select_cluster, self.background) for c in ids}
         self.cards_box.children = list(self.cards.values())
+        for card_widget in old:  # closed once no live box holds them
+            card_widget.close()
 
     def _select_cluster(self, cluster: int) -> None:
         self._guarded(lambda: self.select_cluster(cluster))
@@ -296,13 +300,14 @@ class StrategiesView(W.VBox):
             c.wait(timeout)
 
     def close(self) -> None:
+        closed = getattr(self.gallery, "strategies_closed", None)
+        if closed is not None:
+            closed(self)
         self._worker.shutdown()
         for c in self.cards.values():
-            c.close()
-        for child in (self.status, self.progress, self.colour, self.group, self.group_label, self.clear_button):
-            child.close()
-        self.figure.close()
-        self.cards_box.close()
+            c.close()  # stops its causal check's worker too
+        for widget in list(descendants(self)):
+            widget.close()
         super().close()
 
 
