@@ -30,6 +30,7 @@ BUDGET = {
     "04_compare_methods.ipynb": 180,
     "05_your_model.ipynb": 180,
     "06_dataset_debugging.ipynb": 180,
+    "07_strategies.ipynb": 180,
     "app.ipynb": 180,
 }
 HEAVY: set[str] = set()  # notebooks too slow for the default run (none today)
@@ -73,6 +74,7 @@ def test_every_notebook_has_a_budget():
         "04_compare_methods.ipynb",
         "05_your_model.ipynb",
         "06_dataset_debugging.ipynb",
+        "07_strategies.ipynb",
         "app.ipynb",
     }
     assert expected <= names, f"missing notebooks: {sorted(expected - names)}"

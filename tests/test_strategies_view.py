@@ -260,3 +260,26 @@ def test_closing_leaves_no_live_box_holding_a_closed_widget(gallery):
     view.close()
     for widget in list(_instances.values()):
         widget.get_state()
+
+
+def test_the_causal_verdict_rests_on_the_effect_and_the_contrast_says_how_specific():
+    """A group where every image carries the mark: removing it hurts members (effect > 0) as much as the
+    rest (contrast ~ 0): the model uses it, not only in this cluster (the card said "no clear sign")."""
+    from xcam_widgets.strategies import CausalCheck
+    from xcam_widgets.strategies.view_model import causal_html
+
+    table = pd.DataFrame({"who": ["members"], "removed": ["evidence"], "score_drop": [1.7]})
+    used_everywhere = causal_html(CausalCheck(table, "occlude", 0.1, [], effect=1.711, contrast=-0.008))
+    specific = causal_html(CausalCheck(table, "occlude", 0.1, [], effect=1.2, contrast=1.1))
+    unused = causal_html(CausalCheck(table, "occlude", 0.1, [], effect=-0.01, contrast=0.5))
+    assert "uses this evidence, as much in the rest of the class" in used_everywhere
+    assert "uses this evidence, and it matters more to these images" in specific
+    assert "no sign that the model uses this evidence" in unused
+
+
+def test_discover_on_a_gallery_keeps_its_bundles_preprocess(gallery):
+    """`xw.discover(gallery)` takes the Gallery's bundle (its preprocess with it), not the bare module: a run
+    on images other than a shapes spec needs the preprocess for prototype crops and the causal check."""
+    from xcam_widgets.strategies.selection import resolve
+
+    assert resolve(gallery).model is gallery.bundle and gallery.bundle.preprocess is not None

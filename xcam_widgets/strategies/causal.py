@@ -43,7 +43,8 @@ class CausalCheck:
     before and after, `score_drop` (mean of before − after), accuracy before and after (NaN without
     labels) and `kept` (share still predicting the same class). `effect`: the members' score drop with
     the evidence removed minus with the control removed; `contrast`: members' minus non-members' drop
-    with the evidence removed. Both clearly above 0: the model uses this evidence for these images."""
+    with the evidence removed. `effect` above 0: the model uses this evidence for these images;
+    `contrast` above 0 too: the evidence matters more to them than to the rest of their class."""
 
     table: pd.DataFrame
     how: str

@@ -45,7 +45,8 @@ def resolve(source: Any) -> Resolved:
         if result is None and hasattr(run, "snapshot"):
             raise ValueError("the Gallery's run has not finished yet: wait for it (gallery.run.join()) and try again")
     if isinstance(result, EvaluationResult):
-        return Resolved(result, getattr(source, "source", None), getattr(source, "model", None))
+        model = getattr(source, "bundle", None) or getattr(source, "model", None)  # the bundle keeps the preprocess
+        return Resolved(result, getattr(source, "source", None), model)
     raise TypeError(
         "source must be an EvaluationResult (xw.evaluate), a finished run's CSV or parts folder, or a Gallery; "
         f"got {type(source).__name__}"

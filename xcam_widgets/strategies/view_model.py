@@ -200,8 +200,12 @@ def map_png(mean_map: np.ndarray, side: int = MAP_SIDE, colormap: str = "Jet") -
 
 def causal_html(check: CausalCheck) -> str:
     """The causal check's verdict and table as HTML."""
-    uses = check.effect > 0 and check.contrast > 0
-    verdict = "the model uses this evidence" if uses else "no clear sign that the model uses this evidence"
+    if check.effect <= 0:
+        verdict = "no sign that the model uses this evidence more than a random region of the same area"
+    elif check.contrast > 0:
+        verdict = "the model uses this evidence, and it matters more to these images than to the rest of the class"
+    else:
+        verdict = "the model uses this evidence, as much in the rest of the class: it is not specific to this cluster"
     table = check.table.to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0, na_rep="–")
     return (
         f"<div style='font-size:11px'><b>causal check</b> ({html.escape(check.how)}): effect {check.effect:.3f}, "
