@@ -145,8 +145,8 @@ class Gallery(GalleryAPI, GalleryStrategies, W.VBox):
             self._wanted_metric = metric
             with self._lock:
                 self._build(page_size, export_path, export_limit, data)
+                self.status.value = html.escape(data.note)  # first: a run that failed already shows its error
                 self._show(self.run.snapshot())
-                self.status.value = html.escape(data.note)
                 self._ready = True
         except BaseException:
             self.run.close()
