@@ -11,9 +11,10 @@ and each causal check run in a background `LatestWins` worker; an error shows wh
 
 from __future__ import annotations
 
+import base64
 import html
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import ipywidgets as W
 import numpy as np
@@ -82,6 +83,16 @@ def recolour(fig: LiveFigure, colour: Colours, categories: list[str] | None = No
         marker.colorbar.tickvals, marker.colorbar.ticktext = ticks["tickvals"], ticks["ticktext"]
 
 
+def crops_html(pngs: Sequence[bytes], titles: Sequence[str], side: int = 40) -> str:
+    """Prototype crops as `<img>` tags with their titles ("row R, channel K") on hover: an ipywidgets
+    `Image` cannot carry a tooltip (ipywidgets 8.1 fails to draw one that has it)."""
+    return "".join(
+        f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}" width="{side}" height="{side}" '
+        f'title="{html.escape(title)}" style="margin:1px;image-rendering:pixelated">'
+        for png, title in zip(pngs, titles)
+    )
+
+
 class ClusterCard(W.VBox):
     """One cluster: summary, mean map, prototype crops, "select" and "causal check" (in the background)."""
 
@@ -96,9 +107,7 @@ class ClusterCard(W.VBox):
             layout=W.Layout(width="100px"),
         )
         self.result = W.HTML()
-        self.crops = [W.Image(value=png, format="png", width=40, height=40) for png in drawn.crops]
-        for image, title in zip(self.crops, drawn.crop_titles):
-            image.layout.margin, image.tooltip = "1px", title
+        self.crops = W.HTML(crops_html(drawn.crops, drawn.crop_titles))  # one widget; titles show on hover
         self._worker: LatestWins[str] = LatestWins(
             lambda how, progress: discovery.causal_check(cluster, how=how),
             self._show_check,
@@ -110,7 +119,7 @@ class ClusterCard(W.VBox):
         super().__init__(
             [
                 W.HTML(drawn.summary),
-                W.HBox([W.Image(value=drawn.mean_map, format="png", width=64, height=64), W.Box(self.crops)]),
+                W.HBox([W.Image(value=drawn.mean_map, format="png", width=64, height=64), self.crops]),
                 W.HBox([self.select_button, self.causal_button, self.how]),
                 self.result,
             ],
@@ -165,6 +174,7 @@ class StrategiesView(W.VBox):
         self.figure = scatter_figure(np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64))
         self.cards_box = W.Box(layout=W.Layout(flex_flow="row wrap", width="100%"))
         self.colour.observe(lambda change: self._guarded(self._recolour), names="value")
+        self._filling_groups = False
         self.group.observe(lambda change: self._guarded(self._show_group), names="value")
         self.clear_button.on_click(lambda button: self._guarded(self.clear_selection))
         trace = self.figure.data[0]
@@ -220,9 +230,13 @@ class StrategiesView(W.VBox):
             self.colour.value = "cluster"
             self._recolour()
             options = group_options(discovery)
-            self.group.options = options
             clustered = [g for _, g in options if g in set(discovery.clusters["group"].tolist())]
-            self.group.value = clustered[0] if clustered else (options[0][1] if options else None)
+            self._filling_groups = True  # the menu's own changes build no cards: they are built once, below
+            try:
+                self.group.options = options
+                self.group.value = clustered[0] if clustered else (options[0][1] if options else None)
+            finally:
+                self._filling_groups = False
             self._show_group()
             self.progress.max = self.progress.value = 1
             self.progress.bar_style = "success"
@@ -251,7 +265,7 @@ class StrategiesView(W.VBox):
 
     def _show_group(self) -> None:
         """The chosen group's note and its cluster cards, best rank first."""
-        if self.discovery is None or self.group.value is None:
+        if self.discovery is None or self.group.value is None or self._filling_groups:
             return
         old = list(self.cards.values())
         group = int(self.group.value)
