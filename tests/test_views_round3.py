@@ -18,6 +18,7 @@ import xcam_widgets as xw
 from xcam_widgets.gallery import GalleryTable, ThumbnailStyle, contact_sheet_png, thumbnail, write_sheet
 from xcam_widgets.gallery.sheet import BACKGROUND, CELL_GAP, photo_beside_overlay, sheet_cells
 from xcam_widgets.gallery.thumbnails import PLACEHOLDER_GREY
+from xcam_widgets.widgets.controls import descendants
 from xcam_widgets.widgets.explorer import Explorer
 from xcam_widgets.widgets.figures import conservation_bars, conservation_figure
 
@@ -156,7 +157,8 @@ def test_drawing_creates_no_widget_and_the_restore_carries_one_plotly_js():
         sweep = explorer.sweep_box.outputs[0]["data"]["application/vnd.plotly.v1+json"]
         assert len(sweep["data"]) == 2 * len(explorer.session.sweep_layers())  # photo and map per layer
         # plotly.js (5 MB, a FigureWidget's `_esm`) travels once: in the overlay, the one figure that takes clicks
-        esm = [state for state in after.values() if "_esm" in state and len(state["_esm"]) > 1_000_000]
+        mine = {explorer.model_id} | {w.model_id for w in descendants(explorer)}  # other tests' widgets may live on
+        esm = [state for key, state in after.items() if key in mine and len(state.get("_esm", "")) > 1_000_000]
         assert len(esm) == 1 and after[explorer.overlay.model_id] is esm[0]
         assert explorer.predictions.outputs[0]["data"]["application/vnd.plotly.v1+json"]["data"][0]["type"] == "bar"
     finally:
