@@ -19,8 +19,9 @@ from tqdm.auto import tqdm
 
 from ..evaluation import EvaluationResult, MapStore, evaluate_batch, open_images, summarize
 from ..evaluation.arguments import chosen_metrics, layer_names, method_names, metrics_for_layers
+from ..evaluation.batch import error_rows
 from ..evaluation.sources import UNKNOWN_LABEL, Images
-from ..evaluation.table import ERROR_COLUMN, row_key, rows_frame, table_columns
+from ..evaluation.table import ERROR_COLUMN, rows_frame, table_columns
 from ..models import ModelBundle
 
 
@@ -88,21 +89,7 @@ def _restore_label(row: dict, label_of: Mapping[int, int], per_image: int) -> No
 
 def _unexplained(position: int, image: Any, methods: list[str], layers: list[str]) -> list[dict]:
     message = "model A has no class for this image (its row is an error), so model B has none to explain"
-    return [
-        {
-            "row": row_key(position, m, index, len(methods), len(layers)),
-            "image": image,
-            "method": method,
-            "layer": layer,
-            "class": UNKNOWN_LABEL,
-            "class_name": "",
-            "label": UNKNOWN_LABEL,
-            "predicted": UNKNOWN_LABEL,
-            ERROR_COLUMN: message,
-        }
-        for m, method in enumerate(methods)
-        for index, layer in enumerate(layers)
-    ]
+    return error_rows(position, image, message, methods, layers)
 
 
 __all__ = ["evaluate_for_classes"]

@@ -81,7 +81,7 @@ def evaluate_batch(
     maps: dict[int, np.ndarray] = {}
     found: dict[int, list[Latents]] | None = {} if latents else None
     for failure in batch.failures:
-        rows.extend(_error_rows(failure.position, failure.image, failure.message, methods, layers))
+        rows.extend(error_rows(failure.position, failure.image, failure.message, methods, layers))
     if len(batch) and target == SEGMENTATION:
         with evaluation_mode(bundle.model):
             _segmentation_rows(bundle, batch, methods, layers, metrics, tolerance, method_options or {}, rows, maps)
@@ -96,7 +96,7 @@ def evaluate_batch(
     return BatchResult(rows, maps, joined)
 
 
-def _error_rows(
+def error_rows(
     position: int, image: Any, message: str, methods: Sequence[str], layers: Sequence[str], label: int = UNKNOWN_LABEL
 ) -> list[dict]:
     """The rows of an image that has no values: class -1 and `message` in `error`."""
@@ -180,7 +180,7 @@ def _loaded_rows(
                 f"image {batch.ids[i]!r} has label {label}, outside the model's {logits.shape[1]} classes "
                 f"(0 .. {logits.shape[1] - 1})"
             )
-            rows.extend(_error_rows(batch.positions[i], batch.ids[i], message, methods, layers, label))
+            rows.extend(error_rows(batch.positions[i], batch.ids[i], message, methods, layers, label))
         if len(outside) < len(batch):
             rest = _without(batch, outside)
             _loaded_rows(
@@ -394,4 +394,4 @@ def _classes(
     return class_indices(int(target), logits)  # checks the index's range
 
 
-__all__ = ["SEGMENTATION", "BatchResult", "EvalTarget", "evaluate_batch"]
+__all__ = ["SEGMENTATION", "BatchResult", "EvalTarget", "error_rows", "evaluate_batch"]
